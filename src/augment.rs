@@ -1,0 +1,262 @@
+//! The augment run: ingest, build the stages over the whole corpus, then write one
+//! shard at a time, skipping shards that a previous run already wrote and verified.
+//!
+//! Shard i always holds pairs `[i * rows_per_shard, (i + 1) * rows_per_shard)` in input
+//! order, and stages are deterministic, so a killed run resumed later writes the same
+//! bytes as one that was never interrupted.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Pipeline;
+use crate::error::{Error, Result};
+use crate::fsutil::{sha256_file, write_atomic};
+use crate::ingest::{check_reject_share, ingest, IngestReport};
+use crate::manifest::{self, FileChecksum, IngestSummary, Manifest, ShardEntry};
+use crate::record::Corpus;
+use crate::shard::{build_batch, write_ipc, write_parquet, SCHEMA_VERSION};
+use crate::stage::{Augmented, Sequence, Stage, Stats};
+
+/// Runtime knobs: they change how a run goes, never what it writes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    /// Redo every shard even when a valid one exists.
+    pub force: bool,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub manifest: PathBuf,
+    pub shards_written: usize,
+    pub shards_reused: usize,
+    pub rows: usize,
+    pub rejected: usize,
+}
+
+pub const REJECTS_FILE: &str = "rejects.jsonl";
+
+pub fn shard_file(index: usize) -> String {
+    format!("shard-{index:05}.arrow")
+}
+
+/// Holds an exclusive lock on the output folder for the life of the run.
+pub struct OutputLock {
+    _file: File,
+}
+
+impl OutputLock {
+    pub fn acquire(dir: &Path) -> Result<OutputLock> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join(".lock");
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(OutputLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
+                &path,
+                std::io::Error::other(
+                    "another cmcl run is writing to this output folder; wait for it to finish",
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        }
+    }
+}
+
+pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
+    let out = &opts.out_dir;
+    let _lock = OutputLock::acquire(out)?;
+    let (corpus, report) = ingest(&pipeline.inputs, &pipeline.ingest)?;
+    let rejects_path = out.join(REJECTS_FILE);
+    write_rejects(&rejects_path, &report)?;
+    check_reject_share(&report, &pipeline.ingest, &rejects_path)?;
+
+    let mut manifest = plan(pipeline, &corpus, &report)?;
+    let manifest_path = out.join(manifest::FILE_NAME);
+    let previous = match manifest_path.exists() && !opts.force {
+        true => Manifest::load(&manifest_path)
+            .ok()
+            .filter(|m| m.same_plan(&manifest)),
+        false => None,
+    };
+    let reusable: Vec<Option<ShardEntry>> = (0..manifest.num_shards)
+        .map(|i| {
+            previous
+                .as_ref()
+                .and_then(|m| m.shards.iter().find(|s| s.index == i))
+                .filter(|s| s.first_row == i * manifest.rows_per_shard && s.verify(out))
+                .cloned()
+        })
+        .collect();
+    remove_stale_files(out, manifest.num_shards)?;
+
+    let reused = reusable.iter().flatten().count();
+    manifest.shards = reusable.iter().flatten().cloned().collect();
+    manifest.recompute_totals();
+    manifest.save(&manifest_path)?;
+
+    let bar = progress_bar(opts.progress, corpus.pairs.len() as u64);
+    bar.inc(manifest.shards.iter().map(|s| s.rows as u64).sum());
+    // Corpus-wide stage state is built only when some shard needs writing.
+    let mut stages: Option<Sequence> = None;
+    let mut written = 0;
+    for (index, entry) in reusable.iter().enumerate() {
+        if entry.is_some() {
+            continue;
+        }
+        let stages = match &mut stages {
+            Some(s) => s,
+            None => {
+                bar.set_message("building stages");
+                stages.insert(Sequence::build(&pipeline.stages, &corpus)?)
+            }
+        };
+        bar.set_message(shard_file(index));
+        let entry = write_shard(pipeline, &corpus, stages, index, out)?;
+        bar.inc(entry.rows as u64);
+        manifest.shards.push(entry);
+        manifest.shards.sort_by_key(|s| s.index);
+        manifest.recompute_totals();
+        manifest.save(&manifest_path)?;
+        written += 1;
+    }
+    bar.finish_and_clear();
+    Ok(RunSummary {
+        manifest: manifest_path,
+        shards_written: written,
+        shards_reused: reused,
+        rows: corpus.pairs.len(),
+        rejected: report.rejects.len(),
+    })
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} pairs ({per_sec}, eta {eta}) {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// The manifest of this run before any shard is written.
+fn plan(pipeline: &Pipeline, corpus: &Corpus, report: &IngestReport) -> Result<Manifest> {
+    let inputs = &pipeline.inputs;
+    let mut files = Vec::new();
+    for (role, sources) in [
+        ("pairs", &inputs.pairs),
+        ("image_corpus", &inputs.image_corpus),
+        ("text_corpus", &inputs.text_corpus),
+    ] {
+        for source in sources {
+            files.push(manifest::input_file(role, &source.path)?);
+            if let Some(instances) = &source.instances {
+                files.push(manifest::input_file("instances", instances)?);
+            }
+        }
+    }
+    let rows_per_shard = pipeline.output.rows_per_shard;
+    let total_rows = corpus.pairs.len();
+    Ok(Manifest {
+        tool: "cmcl".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        schema_version: SCHEMA_VERSION.into(),
+        pipeline: pipeline.name.clone(),
+        config_hash: pipeline.content_hash(),
+        seed: pipeline.seed,
+        inputs: files,
+        rows_per_shard,
+        total_rows,
+        num_shards: total_rows.div_ceil(rows_per_shard),
+        ingest: IngestSummary {
+            read: report.read,
+            pairs: corpus.pairs.len(),
+            corpus_images: corpus.images.len(),
+            corpus_texts: corpus.texts.len(),
+            rejected: report.counts(),
+            rejects_file: REJECTS_FILE.into(),
+        },
+        shards: Vec::new(),
+        stages: Stats::new(),
+        complete: false,
+    })
+}
+
+fn write_shard(
+    pipeline: &Pipeline,
+    corpus: &Corpus,
+    stages: &Sequence,
+    index: usize,
+    out: &Path,
+) -> Result<ShardEntry> {
+    let per = pipeline.output.rows_per_shard;
+    let rows = index * per..((index + 1) * per).min(corpus.pairs.len());
+    let mut augmented = vec![Augmented::default(); rows.len()];
+    let mut stats = Stats::new();
+    stages.augment(corpus, rows.clone(), &mut augmented, &mut stats)?;
+    let batch = build_batch(&corpus.pairs[rows.clone()], &augmented)?;
+    let file = shard_file(index);
+    let path = out.join(&file);
+    // Parquet first: the Arrow file is what marks the shard done.
+    let parquet = match pipeline.output.parquet {
+        true => {
+            let name = file.replace(".arrow", ".parquet");
+            let parquet_path = out.join(&name);
+            write_parquet(&parquet_path, &batch)?;
+            Some(FileChecksum {
+                file: name,
+                sha256: sha256_file(&parquet_path)?,
+            })
+        }
+        false => None,
+    };
+    write_ipc(&path, &batch)?;
+    Ok(ShardEntry {
+        index,
+        file,
+        first_row: rows.start,
+        rows: rows.len(),
+        bytes: std::fs::metadata(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .len(),
+        sha256: sha256_file(&path)?,
+        parquet,
+        stats,
+    })
+}
+
+fn write_rejects(path: &Path, report: &IngestReport) -> Result<()> {
+    write_atomic(path, |w| {
+        for reject in &report.rejects {
+            serde_json::to_writer(&mut *w, reject).map_err(|e| Error::io(path, e.into()))?;
+            std::io::Write::write_all(w, b"\n").map_err(|e| Error::io(path, e))?;
+        }
+        Ok(())
+    })
+}
+
+/// Removes temp files of killed runs and shards beyond the current plan.
+fn remove_stale_files(out: &Path, num_shards: usize) -> Result<()> {
+    let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(out, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale_temp = name.starts_with('.') && name.contains(".tmp-");
+        let shard_index = name
+            .strip_prefix("shard-")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if stale_temp || shard_index.is_some_and(|i| i >= num_shards) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}

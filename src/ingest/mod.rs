@@ -1,0 +1,491 @@
+//! Ingest: reads every input source into a [`Corpus`], streaming record by record.
+//!
+//! A bad record (invalid UTF-8, empty or oversized caption, missing field, duplicate id,
+//! unparsable line) never stops the run and is never dropped silently: it becomes a
+//! [`Reject`] naming its file and line, written to `rejects.jsonl` and counted. A file
+//! that cannot be read at all (missing, truncated JSON, missing required column) is an
+//! [`Error`] naming the file.
+
+mod coco;
+mod flickr;
+mod table;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{Format, IngestConfig, Inputs, Source};
+use crate::error::{Error, Result};
+use crate::record::{pair_uid, Corpus, CorpusImage, CorpusText, Pair};
+
+/// Why a record was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    InvalidUtf8,
+    EmptyCaption,
+    OversizedCaption,
+    MissingField,
+    MalformedRecord,
+    DuplicateId,
+    BadVector,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::EmptyCaption => "empty_caption",
+            RejectReason::OversizedCaption => "oversized_caption",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::MalformedRecord => "malformed_record",
+            RejectReason::DuplicateId => "duplicate_id",
+            RejectReason::BadVector => "bad_vector",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reject {
+    /// `file:line` of the record.
+    pub source: String,
+    /// The record's id when it had a readable one.
+    pub record: Option<String>,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub read: u64,
+    pub rejects: Vec<Reject>,
+}
+
+impl IngestReport {
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for r in &self.rejects {
+            *counts.entry(r.reason.as_str().to_string()).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// A field as read: `None` when absent or null, `Err` (with why) when present but unusable.
+pub(crate) type Field<T> = Option<std::result::Result<T, String>>;
+
+/// One record as a reader saw it, before validation.
+#[derive(Debug, Default)]
+pub(crate) struct RawRow {
+    pub location: String,
+    /// A fault of the whole record (bad JSON line, line without a tab, ...).
+    pub problem: Option<(RejectReason, String)>,
+    pub id: Field<String>,
+    pub image_id: Field<String>,
+    pub text: Field<String>,
+    pub image_path: Field<String>,
+    pub image_vector: Field<Vec<f32>>,
+    pub objects: Field<Vec<String>>,
+}
+
+impl RawRow {
+    pub(crate) fn broken(
+        location: String,
+        reason: RejectReason,
+        detail: impl Into<String>,
+    ) -> Self {
+        RawRow {
+            location,
+            problem: Some((reason, detail.into())),
+            ..RawRow::default()
+        }
+    }
+}
+
+/// What a source's records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Pairs,
+    Images,
+    Texts,
+}
+
+/// Reads all inputs. Fails on unreadable files and when rejects exceed the allowed share.
+pub fn ingest(inputs: &Inputs, config: &IngestConfig) -> Result<(Corpus, IngestReport)> {
+    let mut corpus = Corpus::default();
+    let mut report = IngestReport::default();
+    let mut seen_pairs: HashSet<String> = HashSet::new();
+    let mut seen_images: HashSet<String> = HashSet::new();
+    let mut seen_texts: HashSet<String> = HashSet::new();
+
+    for source in &inputs.pairs {
+        let dataset = dataset_name(source);
+        read_source(source, Role::Pairs, &mut |row| {
+            report.read += 1;
+            match validate_pair(row, &dataset, source, config, &mut seen_pairs) {
+                Ok(pair) => corpus.pairs.push(pair),
+                Err(reject) => report.rejects.push(reject),
+            }
+        })?;
+    }
+    for source in &inputs.image_corpus {
+        read_source(source, Role::Images, &mut |row| {
+            report.read += 1;
+            match validate_image(row, source, &mut seen_images) {
+                Ok(image) => corpus.images.push(image),
+                Err(reject) => report.rejects.push(reject),
+            }
+        })?;
+    }
+    for source in &inputs.text_corpus {
+        read_source(source, Role::Texts, &mut |row| {
+            report.read += 1;
+            match validate_text(row, config, &mut seen_texts) {
+                Ok(text) => corpus.texts.push(text),
+                Err(reject) => report.rejects.push(reject),
+            }
+        })?;
+    }
+    Ok((corpus, report))
+}
+
+/// Fails when the rejected share is above `max_reject_share`.
+pub fn check_reject_share(
+    report: &IngestReport,
+    config: &IngestConfig,
+    rejects_file: &Path,
+) -> Result<()> {
+    let rejected = report.rejects.len() as u64;
+    let share = if report.read == 0 {
+        0.0
+    } else {
+        rejected as f64 / report.read as f64
+    };
+    if share > config.max_reject_share {
+        return Err(Error::TooManyRejects {
+            rejected,
+            total: report.read,
+            share: share * 100.0,
+            max_share: config.max_reject_share * 100.0,
+            rejects_file: rejects_file.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn dataset_name(source: &Source) -> String {
+    source.dataset.clone().unwrap_or_else(|| {
+        source
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into())
+    })
+}
+
+fn read_source(source: &Source, role: Role, sink: &mut dyn FnMut(RawRow)) -> Result<()> {
+    match source.format {
+        Format::Coco => coco::read(source, sink),
+        Format::Flickr8k => flickr::read(source, sink),
+        Format::Jsonl => table::read_jsonl(source, role, sink),
+        Format::Csv => table::read_csv(source, role, sink),
+        Format::Parquet => table::read_parquet(source, role, sink),
+    }
+}
+
+/// Where relative image paths of `source` point: its `images_dir`, else its own folder.
+fn image_base(source: &Source) -> PathBuf {
+    source.images_dir.clone().unwrap_or_else(|| {
+        source
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    })
+}
+
+fn resolve_image_path(source: &Source, path: String) -> String {
+    if Path::new(&path).is_absolute() {
+        path
+    } else {
+        image_base(source).join(path).to_string_lossy().into_owned()
+    }
+}
+
+struct Rejecter<'a> {
+    location: &'a str,
+    record: Option<String>,
+}
+
+impl Rejecter<'_> {
+    fn reject(&self, reason: RejectReason, detail: impl Into<String>) -> Reject {
+        Reject {
+            source: self.location.to_string(),
+            record: self.record.clone(),
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// Unwraps a required field or names what is wrong with it.
+    fn required(&self, field: Field<String>, name: &str) -> std::result::Result<String, Reject> {
+        match field {
+            None => Err(self.reject(RejectReason::MissingField, format!("no {name}"))),
+            Some(Err(why)) => Err(self.reject(field_reason(&why), format!("{name}: {why}"))),
+            Some(Ok(v)) if v.trim().is_empty() && name != "caption" && name != "text" => {
+                Err(self.reject(RejectReason::MissingField, format!("{name} is empty")))
+            }
+            Some(Ok(v)) => Ok(v),
+        }
+    }
+
+    fn optional<T>(
+        &self,
+        field: Field<T>,
+        name: &str,
+        reason: RejectReason,
+    ) -> std::result::Result<Option<T>, Reject> {
+        match field {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v)),
+            Some(Err(why)) => Err(self.reject(reason, format!("{name}: {why}"))),
+        }
+    }
+
+    fn text(
+        &self,
+        field: Field<String>,
+        name: &str,
+        config: &IngestConfig,
+    ) -> std::result::Result<String, Reject> {
+        let text = self.required(field, name)?;
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(self.reject(RejectReason::EmptyCaption, format!("{name} is empty")));
+        }
+        let chars = trimmed.chars().count();
+        if chars > config.max_caption_chars {
+            return Err(self.reject(
+                RejectReason::OversizedCaption,
+                format!(
+                    "{name} has {chars} characters, above max_caption_chars {}",
+                    config.max_caption_chars
+                ),
+            ));
+        }
+        Ok(trimmed.to_string())
+    }
+}
+
+/// Readers report undecodable bytes with this prefix so they are counted as such.
+pub(crate) const NOT_UTF8: &str = "not valid UTF-8";
+
+fn field_reason(why: &str) -> RejectReason {
+    if why.starts_with(NOT_UTF8) {
+        RejectReason::InvalidUtf8
+    } else {
+        RejectReason::MalformedRecord
+    }
+}
+
+fn first_id(row: &RawRow) -> Option<String> {
+    [&row.id, &row.image_id]
+        .into_iter()
+        .find_map(|f| f.as_ref().and_then(|r| r.as_ref().ok()).cloned())
+}
+
+fn validate_pair(
+    row: RawRow,
+    dataset: &str,
+    source: &Source,
+    config: &IngestConfig,
+    seen: &mut HashSet<String>,
+) -> std::result::Result<Pair, Reject> {
+    let r = Rejecter {
+        location: &row.location,
+        record: first_id(&row),
+    };
+    if let Some((reason, detail)) = &row.problem {
+        return Err(r.reject(*reason, detail.clone()));
+    }
+    let image_id = r.required(row.image_id, "image_id")?;
+    let caption = r.text(row.text, "caption", config)?;
+    let caption_id = r.optional(row.id, "id", RejectReason::MalformedRecord)?;
+    let image_path = r.optional(row.image_path, "image_path", RejectReason::MalformedRecord)?;
+    let image_vector = r.optional(row.image_vector, "image_vector", RejectReason::BadVector)?;
+    let objects = r.optional(row.objects, "objects", RejectReason::MalformedRecord)?;
+    let uid = pair_uid(dataset, &image_id, &caption);
+    let key = match &caption_id {
+        Some(id) => format!("id:{id}"),
+        None => format!("uid:{}", crate::fsutil::hex(&uid)),
+    };
+    if !seen.insert(key) {
+        let what = caption_id
+            .as_deref()
+            .map(|id| format!("id {id} seen before"))
+            .unwrap_or_else(|| format!("the same caption of image {image_id} seen before"));
+        return Err(r.reject(RejectReason::DuplicateId, what));
+    }
+    Ok(Pair {
+        uid,
+        dataset: dataset.to_string(),
+        image_id,
+        caption_id,
+        caption,
+        image_path: image_path.map(|p| resolve_image_path(source, p)),
+        image_vector,
+        objects,
+        source: row.location,
+    })
+}
+
+fn validate_image(
+    row: RawRow,
+    source: &Source,
+    seen: &mut HashSet<String>,
+) -> std::result::Result<CorpusImage, Reject> {
+    let r = Rejecter {
+        location: &row.location,
+        record: first_id(&row),
+    };
+    if let Some((reason, detail)) = &row.problem {
+        return Err(r.reject(*reason, detail.clone()));
+    }
+    let image_id = r.required(row.image_id, "image_id")?;
+    let image_path = r.optional(row.image_path, "image_path", RejectReason::MalformedRecord)?;
+    let image_vector = r.optional(row.image_vector, "image_vector", RejectReason::BadVector)?;
+    let objects = r.optional(row.objects, "objects", RejectReason::MalformedRecord)?;
+    if image_path.is_none() && image_vector.is_none() {
+        return Err(r.reject(
+            RejectReason::MissingField,
+            "neither image_path nor image_vector",
+        ));
+    }
+    if !seen.insert(image_id.clone()) {
+        return Err(r.reject(
+            RejectReason::DuplicateId,
+            format!("image id {image_id} seen before"),
+        ));
+    }
+    Ok(CorpusImage {
+        image_id,
+        image_path: image_path.map(|p| resolve_image_path(source, p)),
+        image_vector,
+        objects,
+    })
+}
+
+fn validate_text(
+    row: RawRow,
+    config: &IngestConfig,
+    seen: &mut HashSet<String>,
+) -> std::result::Result<CorpusText, Reject> {
+    let r = Rejecter {
+        location: &row.location,
+        record: first_id(&row),
+    };
+    if let Some((reason, detail)) = &row.problem {
+        return Err(r.reject(*reason, detail.clone()));
+    }
+    let text = r.text(row.text, "text", config)?;
+    let text_id = match r.optional(row.id, "id", RejectReason::MalformedRecord)? {
+        Some(id) => id,
+        None => row.location.clone(),
+    };
+    if !seen.insert(text_id.clone()) {
+        return Err(r.reject(
+            RejectReason::DuplicateId,
+            format!("text id {text_id} seen before"),
+        ));
+    }
+    Ok(CorpusText { text_id, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Columns;
+
+    fn jsonl_source(dir: &Path, body: &[u8]) -> Source {
+        let path = dir.join("pairs.jsonl");
+        std::fs::write(&path, body).unwrap();
+        Source {
+            format: Format::Jsonl,
+            path,
+            dataset: Some("t".into()),
+            images_dir: None,
+            instances: None,
+            columns: Columns::default(),
+        }
+    }
+
+    fn run(source: Source) -> (Corpus, IngestReport) {
+        let inputs = Inputs {
+            pairs: vec![source],
+            image_corpus: vec![],
+            text_corpus: vec![],
+        };
+        ingest(&inputs, &IngestConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn every_bad_record_is_rejected_with_its_line_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(100_000);
+        let mut body = Vec::new();
+        body.extend_from_slice(b"{\"image_id\": 1, \"caption\": \"a dog\"}\n");
+        body.extend_from_slice(b"{\"image_id\": 2, \"caption\": \"bad \xff bytes\"}\n");
+        body.extend_from_slice(b"{\"image_id\": 3, \"caption\": \"   \"}\n");
+        body.extend_from_slice(
+            format!("{{\"image_id\": 4, \"caption\": \"{long}\"}}\n").as_bytes(),
+        );
+        body.extend_from_slice(b"{\"image_id\": 1, \"caption\": \"a dog\"}\n");
+        body.extend_from_slice(b"{\"caption\": \"no image\"}\n");
+        body.extend_from_slice(b"{\"image_id\": 5, \"caption\": \"trunc\n");
+        body.extend_from_slice(b"[1, 2]\n");
+        body.extend_from_slice(b"{\"image_id\": 6, \"caption\": \"ok\", \"objects\": \"dog\"}\n");
+        let (corpus, report) = run(jsonl_source(dir.path(), &body));
+        assert_eq!(corpus.pairs.len(), 1);
+        assert_eq!(corpus.pairs[0].caption, "a dog");
+        let got: Vec<(String, RejectReason)> = report
+            .rejects
+            .iter()
+            .map(|r| (r.source.rsplit(':').next().unwrap().to_string(), r.reason))
+            .collect();
+        use RejectReason::*;
+        let expected: Vec<(String, RejectReason)> = [
+            (2, InvalidUtf8),
+            (3, EmptyCaption),
+            (4, OversizedCaption),
+            (5, DuplicateId),
+            (6, MissingField),
+            (7, MalformedRecord),
+            (8, MalformedRecord),
+            (9, MalformedRecord),
+        ]
+        .into_iter()
+        .map(|(l, r)| (l.to_string(), r))
+        .collect();
+        assert_eq!(got, expected);
+        assert_eq!(report.read, 9);
+    }
+
+    #[test]
+    fn reject_share_is_enforced() {
+        let report = IngestReport {
+            read: 10,
+            rejects: vec![Reject {
+                source: "f:1".into(),
+                record: None,
+                reason: RejectReason::EmptyCaption,
+                detail: String::new(),
+            }],
+        };
+        let mut config = IngestConfig::default();
+        let err = check_reject_share(&report, &config, Path::new("rejects.jsonl")).unwrap_err();
+        assert!(err.to_string().contains("1 of 10"), "{err}");
+        config.max_reject_share = 0.1;
+        check_reject_share(&report, &config, Path::new("rejects.jsonl")).unwrap();
+    }
+}

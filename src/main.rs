@@ -1,0 +1,148 @@
+//! The `cmcl` command line. Library errors are typed; here they become `anyhow` reports.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use cmcl::augment::{self, RunOptions};
+use cmcl::config::Pipeline;
+use cmcl::synth::{self, SynthConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "cmcl",
+    version,
+    about = "Turn image-caption data into training samples for cross-modal contrastive learning",
+    long_about = "Turn image-caption data into training samples for cross-modal contrastive learning \
+(UNIMO, Li et al. 2021).\n\nA pipeline (TOML, see pipelines/) names the inputs and an ordered list of \
+stages; `cmcl augment` runs it and writes Arrow IPC shards plus manifest.json into the output folder. \
+Re-running resumes: shards whose checksum matches the manifest are kept."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the synthetic default dataset (rendered shape scenes with captions and gold scene graphs).
+    Synth {
+        /// Folder to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = SynthConfig::default().seed)]
+        seed: u64,
+        /// Captioned images to render.
+        #[arg(long, default_value_t = SynthConfig::default().images)]
+        images: usize,
+        /// Images of the image-only corpus.
+        #[arg(long, default_value_t = SynthConfig::default().corpus_images)]
+        corpus_images: usize,
+        /// Texts of the text-only corpus.
+        #[arg(long, default_value_t = SynthConfig::default().corpus_texts)]
+        corpus_texts: usize,
+    },
+    /// Check a pipeline file (syntax, unknown fields, values) without running it.
+    Validate { pipeline: PathBuf },
+    /// Run a pipeline: ingest, stages, shards and manifest. Resumes an interrupted run.
+    Augment {
+        /// Pipeline TOML file.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Output folder [default: out/<pipeline name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads [default: all cores]. Output bytes do not depend on it.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Redo every shard, even those a previous run wrote and verified.
+        #[arg(long)]
+        force: bool,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Print a shard's schema and first rows (a shard file, or a run folder).
+    Inspect {
+        path: PathBuf,
+        /// Rows to show.
+        #[arg(long, short = 'n', default_value_t = 3)]
+        rows: usize,
+    },
+    /// Summarise a run folder's manifest: inputs, rejects, shards, per-stage statistics.
+    Stats { dir: PathBuf },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Synth {
+            out,
+            seed,
+            images,
+            corpus_images,
+            corpus_texts,
+        } => {
+            let config = SynthConfig {
+                seed,
+                images,
+                corpus_images,
+                corpus_texts,
+                ..SynthConfig::default()
+            };
+            let summary = synth::generate(&config, &out)?;
+            eprintln!(
+                "wrote {} pairs over {} images, {} corpus images, {} corpus texts to {}",
+                summary.pairs,
+                summary.images,
+                summary.corpus_images,
+                summary.corpus_texts,
+                out.display()
+            );
+        }
+        Command::Validate { pipeline } => {
+            let p = Pipeline::load(&pipeline)?;
+            println!(
+                "{}: ok (pipeline {:?}, {} stage(s))",
+                pipeline.display(),
+                p.name,
+                p.stages.len()
+            );
+        }
+        Command::Augment {
+            pipeline,
+            out,
+            threads,
+            force,
+            no_progress,
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()
+                    .context("setting up the thread pool")?;
+            }
+            let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&p.name));
+            let options = RunOptions {
+                out_dir: out_dir.clone(),
+                force,
+                progress: !no_progress,
+            };
+            let summary = augment::run(&p, &options)
+                .with_context(|| format!("pipeline {}", pipeline.display()))?;
+            eprintln!(
+                "{} pairs ({} rejected, see {}): {} shard(s) written, {} reused; manifest {}",
+                summary.rows,
+                summary.rejected,
+                out_dir.join(augment::REJECTS_FILE).display(),
+                summary.shards_written,
+                summary.shards_reused,
+                summary.manifest.display()
+            );
+        }
+        Command::Inspect { path, rows } => print!("{}", cmcl::inspect::inspect(&path, rows)?),
+        Command::Stats { dir } => print!("{}", cmcl::inspect::stats(&dir)?),
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The shard format: Arrow IPC files, one row per pair, with list columns for the
+//! positives, negatives and neighbours that stages attach. The schema is documented in
+//! ARCHITECTURE.md; `SCHEMA_VERSION` changes only when an existing column changes
+//! meaning. New kinds are new `kind` strings and new columns are appended, so readers
+//! that select columns by name keep working.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{FixedSizeBinaryBuilder, Float32Builder, ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Float32Array, ListArray, RecordBatch, StringArray, StructArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::record::Pair;
+use crate::stage::{Augmented, Item};
+
+pub const SCHEMA_VERSION: &str = "1";
+
+fn item_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("text", DataType::Utf8, true),
+        Field::new("ref_id", DataType::Utf8, true),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("generator", DataType::Utf8, false),
+        Field::new("params", DataType::Utf8, false),
+        Field::new("score", DataType::Float32, false),
+    ])
+}
+
+fn item_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(item_fields()),
+        false,
+    )))
+}
+
+fn float_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Float32, false))
+}
+
+fn string_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Utf8, false))
+}
+
+pub fn schema() -> SchemaRef {
+    let fields = vec![
+        Field::new("uid", DataType::FixedSizeBinary(16), false),
+        Field::new("dataset", DataType::Utf8, false),
+        Field::new("image_id", DataType::Utf8, false),
+        Field::new("caption_id", DataType::Utf8, true),
+        Field::new("caption", DataType::Utf8, false),
+        Field::new("image_path", DataType::Utf8, true),
+        Field::new("image_vector", DataType::List(float_item()), true),
+        Field::new("objects", DataType::List(string_item()), true),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("positives", item_list_type(), false),
+        Field::new("negatives", item_list_type(), false),
+        Field::new("neighbours", item_list_type(), false),
+    ];
+    let metadata: std::collections::HashMap<String, String> = [(
+        "cmcl.schema_version".to_string(),
+        SCHEMA_VERSION.to_string(),
+    )]
+    .into();
+    Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+fn strings<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.collect::<StringArray>())
+}
+
+fn item_list(lists: &[&Vec<Item>]) -> Result<ArrayRef> {
+    let items: Vec<&Item> = lists.iter().flat_map(|l| l.iter()).collect();
+    let children: Vec<ArrayRef> = vec![
+        strings(items.iter().map(|i| i.text.as_deref())),
+        strings(items.iter().map(|i| i.ref_id.as_deref())),
+        strings(items.iter().map(|i| Some(i.kind.as_str()))),
+        strings(items.iter().map(|i| Some(i.generator.as_str()))),
+        strings(items.iter().map(|i| Some(i.params.as_str()))),
+        Arc::new(items.iter().map(|i| i.score).collect::<Float32Array>()),
+    ];
+    let structs = StructArray::try_new(item_fields(), children, None)
+        .map_err(|e| Error::arrow("<shard>", e))?;
+    let offsets = OffsetBuffer::from_lengths(lists.iter().map(|l| l.len()));
+    let DataType::List(field) = item_list_type() else {
+        unreachable!("item_list_type is a list")
+    };
+    let list = ListArray::try_new(field, offsets, Arc::new(structs), None)
+        .map_err(|e| Error::arrow("<shard>", e))?;
+    Ok(Arc::new(list))
+}
+
+/// Builds the record batch for `pairs` and what the stages attached to them.
+pub fn build_batch(pairs: &[Pair], augmented: &[Augmented]) -> Result<RecordBatch> {
+    let mut uid = FixedSizeBinaryBuilder::with_capacity(pairs.len(), 16);
+    let mut vectors = ListBuilder::new(Float32Builder::new()).with_field(float_item());
+    let mut objects = ListBuilder::new(StringBuilder::new()).with_field(string_item());
+    for pair in pairs {
+        uid.append_value(pair.uid)
+            .map_err(|e| Error::arrow("<shard>", e))?;
+        match &pair.image_vector {
+            Some(v) => vectors.append_value(v.iter().map(|x| Some(*x))),
+            None => vectors.append_null(),
+        }
+        match &pair.objects {
+            Some(labels) => objects.append_value(labels.iter().map(Some)),
+            None => objects.append_null(),
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(uid.finish()),
+        strings(pairs.iter().map(|p| Some(p.dataset.as_str()))),
+        strings(pairs.iter().map(|p| Some(p.image_id.as_str()))),
+        strings(pairs.iter().map(|p| p.caption_id.as_deref())),
+        strings(pairs.iter().map(|p| Some(p.caption.as_str()))),
+        strings(pairs.iter().map(|p| p.image_path.as_deref())),
+        Arc::new(vectors.finish()),
+        Arc::new(objects.finish()),
+        strings(pairs.iter().map(|p| Some(p.source.as_str()))),
+        item_list(&augmented.iter().map(|a| &a.positives).collect::<Vec<_>>())?,
+        item_list(&augmented.iter().map(|a| &a.negatives).collect::<Vec<_>>())?,
+        item_list(&augmented.iter().map(|a| &a.neighbours).collect::<Vec<_>>())?,
+    ];
+    RecordBatch::try_new(schema(), columns).map_err(|e| Error::arrow("<shard>", e))
+}
+
+/// Writes `batch` as an Arrow IPC file, atomically.
+pub fn write_ipc(path: &Path, batch: &RecordBatch) -> Result<()> {
+    write_atomic(path, |w| {
+        let mut writer = arrow_ipc::writer::FileWriter::try_new(&mut *w, &batch.schema())
+            .map_err(|e| Error::arrow(path, e))?;
+        writer.write(batch).map_err(|e| Error::arrow(path, e))?;
+        writer.finish().map_err(|e| Error::arrow(path, e))
+    })
+}
+
+/// Writes `batch` as a Snappy-compressed Parquet file, atomically.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::Compression;
+    use parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    write_atomic(path, |w| {
+        let mut writer = ArrowWriter::try_new(&mut *w, batch.schema(), Some(props))
+            .map_err(|e| Error::arrow(path, e))?;
+        writer.write(batch).map_err(|e| Error::arrow(path, e))?;
+        writer
+            .close()
+            .map(|_| ())
+            .map_err(|e| Error::arrow(path, e))
+    })
+}
+
+/// Reads every batch of an Arrow IPC shard.
+pub fn read_ipc(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)
+        .map_err(|e| Error::arrow(path, e))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow(path, e))?;
+    Ok((schema, batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::pair_uid;
+
+    fn pair(i: usize, with_optional: bool) -> Pair {
+        Pair {
+            uid: pair_uid("t", &i.to_string(), "cap"),
+            dataset: "t".into(),
+            image_id: i.to_string(),
+            caption_id: with_optional.then(|| format!("{i}#0")),
+            caption: format!("caption {i}"),
+            image_path: with_optional.then(|| format!("/img/{i}.png")),
+            image_vector: with_optional.then(|| vec![0.5, i as f32]),
+            objects: with_optional.then(|| vec!["dog".into()]),
+            source: format!("f:{i}"),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_ipc() {
+        let pairs = vec![pair(0, true), pair(1, false)];
+        let mut aug = vec![Augmented::default(), Augmented::default()];
+        aug[1].negatives.push(Item {
+            text: Some("caption 0".into()),
+            ref_id: Some("x".into()),
+            kind: "tfidf".into(),
+            generator: "tfidf".into(),
+            params: "{}".into(),
+            score: 0.5,
+        });
+        let batch = build_batch(&pairs, &aug).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.arrow");
+        write_ipc(&path, &batch).unwrap();
+        let (schema, batches) = read_ipc(&path).unwrap();
+        assert_eq!(schema.metadata()["cmcl.schema_version"], SCHEMA_VERSION);
+        assert_eq!(batches, vec![batch]);
+        write_parquet(&dir.path().join("s.parquet"), &batches[0]).unwrap();
+    }
+}

@@ -1,0 +1,249 @@
+//! End-to-end runs of `cmcl augment` on the synthetic dataset: shards, manifest,
+//! determinism, resume after SIGKILL, the output lock, and readers in other languages.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use common::*;
+
+fn augment(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "augment",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+#[test]
+fn synth_to_shards_with_tfidf_negatives_from_other_images() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 40);
+    let pipeline = synth_pipeline(dir.path(), 50, "parquet = true");
+    let out = dir.path().join("out");
+    augment(&pipeline, &out, &[]);
+
+    let m = manifest(&out);
+    assert_eq!(m["complete"], true);
+    assert_eq!(m["ingest"]["pairs"], m["total_rows"]);
+    assert_eq!(m["ingest"]["corpus_images"], 20);
+    assert_eq!(m["ingest"]["corpus_texts"], 40);
+    let rows = m["total_rows"].as_u64().unwrap() as usize;
+    assert!(rows >= 40 * 3, "at least 3 captions per image, got {rows}");
+    assert_eq!(
+        m["num_shards"].as_u64().unwrap() as usize,
+        rows.div_ceil(50)
+    );
+    assert!(m["stages"]["tfidf"]["produced"].as_u64().unwrap() > 0);
+
+    let mut seen = 0;
+    for entry in m["shards"].as_array().unwrap() {
+        let file = out.join(entry["file"].as_str().unwrap());
+        let (_, batches) = cmcl::shard::read_ipc(&file).unwrap();
+        for batch in batches {
+            let image_ids = batch
+                .column_by_name("image_id")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let negatives = batch
+                .column_by_name("negatives")
+                .unwrap()
+                .as_list::<i32>()
+                .clone();
+            for row in 0..batch.num_rows() {
+                seen += 1;
+                let items = negatives.value(row);
+                let items = items.as_struct();
+                let params = items.column_by_name("params").unwrap().as_string::<i32>();
+                let kinds = items.column_by_name("kind").unwrap().as_string::<i32>();
+                assert!(items.len() <= 4);
+                for i in 0..items.len() {
+                    assert_eq!(kinds.value(i), "tfidf");
+                    let p: serde_json::Value = serde_json::from_str(params.value(i)).unwrap();
+                    assert_ne!(
+                        p["image_id"],
+                        image_ids.value(row),
+                        "negative from the same image"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(seen, rows);
+    assert!(out.join("shard-00000.parquet").exists());
+
+    let shown = stdout(&ok(&["inspect", out.to_str().unwrap(), "-n", "2"]));
+    assert!(
+        shown.contains("negatives:") && shown.contains("[tfidf]"),
+        "{shown}"
+    );
+    assert!(shown.contains("cmcl.schema_version 1"), "{shown}");
+    let stats = stdout(&ok(&["stats", out.to_str().unwrap()]));
+    assert!(
+        stats.contains("stage tfidf:") && stats.contains("complete"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn same_bytes_whatever_the_thread_count_and_a_rerun_reuses_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 30);
+    let pipeline = synth_pipeline(dir.path(), 16, "");
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    augment(&pipeline, &one, &["--threads", "1"]);
+    augment(&pipeline, &two, &["--threads", "2"]);
+    let reference = shard_bytes(&one);
+    assert!(reference.len() > 1);
+    assert_eq!(reference, shard_bytes(&two));
+
+    let again = stderr(&augment(&pipeline, &one, &[]));
+    assert!(again.contains(" 0 shard(s) written"), "{again}");
+    let forced = stderr(&augment(&pipeline, &one, &["--force"]));
+    assert!(
+        forced.contains(&format!("{} shard(s) written, 0 reused", reference.len())),
+        "{forced}"
+    );
+    assert_eq!(reference, shard_bytes(&one));
+}
+
+#[test]
+fn a_corrupted_shard_is_detected_and_redone() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 20);
+    let pipeline = synth_pipeline(dir.path(), 20, "");
+    let out = dir.path().join("out");
+    augment(&pipeline, &out, &[]);
+    let reference = shard_bytes(&out);
+    let victim = out.join("shard-00001.arrow");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&victim, bytes).unwrap();
+    let log = stderr(&augment(&pipeline, &out, &[]));
+    assert!(log.contains("1 shard(s) written"), "{log}");
+    assert_eq!(reference, shard_bytes(&out));
+}
+
+#[test]
+fn resume_after_sigkill_gives_identical_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 400);
+    let pipeline = synth_pipeline(dir.path(), 8, "parquet = true");
+    let reference = dir.path().join("reference");
+    augment(&pipeline, &reference, &[]);
+    let expected = shard_bytes(&reference);
+
+    let out = dir.path().join("killed");
+    let mut child = cmcl()
+        .args([
+            "augment",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-progress",
+            "--threads",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once a few shards are on disk but the run is not done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let killed_mid_run = loop {
+        if child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        let done = std::fs::read(out.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| m["shards"].as_array().map(Vec::len))
+            .unwrap_or(0);
+        if done >= 3 {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            break true;
+        }
+        assert!(Instant::now() < deadline, "the run never wrote 3 shards");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        killed_mid_run,
+        "the run finished before it could be killed; make it longer"
+    );
+    assert_eq!(manifest(&out)["complete"], false);
+
+    let log = stderr(&augment(&pipeline, &out, &[]));
+    assert!(
+        !log.contains(" 0 reused"),
+        "the resumed run should keep the finished shards: {log}"
+    );
+    assert_eq!(expected, shard_bytes(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_second_run_on_the_same_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 10);
+    let pipeline = synth_pipeline(dir.path(), 100, "");
+    let out = dir.path().join("out");
+    let _held = cmcl::augment::OutputLock::acquire(&out).unwrap();
+    let result = run(&[
+        "augment",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!result.status.success());
+    assert!(
+        stderr(&result).contains("another cmcl run"),
+        "{}",
+        stderr(&result)
+    );
+}
+
+#[test]
+fn shards_open_unchanged_in_pyarrow_and_polars() {
+    let python = std::env::var("CMCL_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/venv/bin/python");
+        assert!(venv.exists(), "no Python with pyarrow and polars: run `make test` (it creates .cache/venv), or set CMCL_TEST_PYTHON");
+        venv.to_string_lossy().into_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 12);
+    let pipeline = synth_pipeline(dir.path(), 20, "parquet = true");
+    let out = dir.path().join("out");
+    augment(&pipeline, &out, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_shards.py");
+    let result = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let report = String::from_utf8_lossy(&result.stdout);
+    let rows = manifest(&out)["total_rows"].as_u64().unwrap();
+    assert!(report.contains(&format!("pyarrow rows={rows}")), "{report}");
+    assert!(report.contains(&format!("polars rows={rows}")), "{report}");
+}

@@ -1,0 +1,109 @@
+//! Shared helpers for the integration tests: they run the real `cmcl` binary on
+//! temporary folders.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn cmcl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cmcl"))
+}
+
+/// Runs cmcl, returns its output; never panics itself, so callers can check failures.
+pub fn run(args: &[&str]) -> Output {
+    cmcl().args(args).output().expect("cmcl binary runs")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs cmcl and fails the test with its stderr when it does not succeed.
+pub fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "cmcl {args:?} failed:\n{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    out
+}
+
+/// Generates a small synthetic dataset into `dir/synth`.
+pub fn synth(dir: &Path, images: usize) -> PathBuf {
+    let out = dir.join("synth");
+    let images = images.to_string();
+    ok(&[
+        "synth",
+        "--out",
+        out.to_str().unwrap(),
+        "--images",
+        &images,
+        "--corpus-images",
+        "20",
+        "--corpus-texts",
+        "40",
+    ]);
+    out
+}
+
+/// A pipeline over `dir/synth` with a tfidf stage, written to `dir/pipeline.toml`.
+pub fn synth_pipeline(dir: &Path, rows_per_shard: usize, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+name = "t"
+seed = 1
+[[inputs.pairs]]
+format = "jsonl"
+path = "synth/pairs.jsonl"
+dataset = "synth"
+columns = {{ image_id = "image_id", caption = "caption", id = "caption_id", image_path = "image_path", objects = "objects" }}
+[[inputs.image_corpus]]
+format = "jsonl"
+path = "synth/image_corpus.jsonl"
+[[inputs.text_corpus]]
+format = "jsonl"
+path = "synth/text_corpus.jsonl"
+columns = {{ image_id = "image_id", caption = "text", id = "text_id" }}
+[[stages]]
+type = "tfidf"
+k = 4
+[output]
+rows_per_shard = {rows_per_shard}
+{extra}
+"#
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Shard files of a run folder, sorted, with their bytes.
+pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut shards: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "arrow" || e == "parquet")
+        })
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    shards.sort();
+    shards
+}
+
+pub fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
