@@ -40,7 +40,7 @@ $(VENV)/.test-deps: tools/requirements-test.txt
 test-deps: $(VENV)/.test-deps
 
 test: test-deps
-	CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test --all-targets
+	CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test
 
 $(VENV)/.bench-deps: tools/requirements-bench.txt $(VENV)/.test-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt

@@ -1,1 +1,143 @@
-fn main() {}
+//! `make bench` part 1: TF-IDF top-10 mining over COCO val2017 + Flickr8k captions.
+//!
+//! Writes the corpus, cmcl's top-10 lists and timings under `--out`; the Python side
+//! (bench/tfidf_sklearn.py) then runs scikit-learn on the same corpus in the same run
+//! and prints the comparison.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+use cmcl::tfidf::{TfidfConfig, TfidfIndex};
+
+fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
+    Source {
+        format,
+        path,
+        dataset: Some(dataset.into()),
+        images_dir: None,
+        instances: None,
+        columns: Columns::default(),
+    }
+}
+
+/// Peak resident set size of this process so far, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "usage: tfidf --data DIR --out DIR (missing {name}); run it with `make bench`"
+            )
+        })
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (data, out) = (arg(&args, "--data")?, arg(&args, "--out")?);
+    std::fs::create_dir_all(&out)?;
+    let inputs = Inputs {
+        pairs: vec![
+            source(
+                Format::Coco,
+                data.join("coco/annotations/captions_val2017.json"),
+                "coco",
+            ),
+            source(
+                Format::Flickr8k,
+                data.join("flickr8k/Flickr8k.token.txt"),
+                "flickr8k",
+            ),
+        ],
+        image_corpus: vec![],
+        text_corpus: vec![],
+    };
+    let (corpus, report) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
+    let mut groups: Vec<u32> = Vec::with_capacity(corpus.pairs.len());
+    let mut images = std::collections::HashMap::new();
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out.join("captions.jsonl"))?);
+    for pair in &corpus.pairs {
+        let next = images.len() as u32;
+        let group = *images
+            .entry((pair.dataset.clone(), pair.image_id.clone()))
+            .or_insert(next);
+        groups.push(group);
+        serde_json::to_writer(
+            &mut file,
+            &serde_json::json!({ "group": group, "caption": pair.caption }),
+        )?;
+        file.write_all(b"\n")?;
+    }
+    file.flush()?;
+    eprintln!(
+        "{} captions of {} images ({} rejected)",
+        corpus.pairs.len(),
+        images.len(),
+        report.rejects.len()
+    );
+
+    // scikit-learn's defaults: token pattern \b\w\w+\b, lowercase, smooth idf, raw tf.
+    let config = TfidfConfig {
+        k: 10,
+        max_similarity: 1.0,
+        ..TfidfConfig::default()
+    };
+    let captions: Vec<&str> = corpus.pairs.iter().map(|p| p.caption.as_str()).collect();
+    let mut timings = serde_json::Map::new();
+    let mut lists = Vec::new();
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let started = Instant::now();
+        lists = pool.install(|| mine(&captions, &groups, &config));
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("cmcl {threads} thread(s): {seconds:.2} s");
+        timings.insert(format!("seconds_{threads}_threads"), seconds.into());
+    }
+    timings.insert("peak_rss_mib".into(), peak_rss_mib().into());
+    timings.insert("captions".into(), corpus.pairs.len().into());
+    write_lists(&out.join("cmcl_topk.jsonl"), &lists)?;
+    std::fs::write(
+        out.join("cmcl_timing.json"),
+        serde_json::to_vec_pretty(&timings)?,
+    )?;
+    Ok(())
+}
+
+fn mine(captions: &[&str], groups: &[u32], config: &TfidfConfig) -> Vec<Vec<(u32, f32)>> {
+    use rayon::prelude::*;
+    let index = TfidfIndex::build(captions, config);
+    (0..captions.len())
+        .into_par_iter()
+        .map_init(
+            || index.scratch(),
+            |scratch, q| {
+                let (hits, _) = index.top_k(q, groups, config.k, config.max_similarity, scratch);
+                hits.into_iter().map(|h| (h.doc, h.score)).collect()
+            },
+        )
+        .collect()
+}
+
+fn write_lists(path: &Path, lists: &[Vec<(u32, f32)>]) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for list in lists {
+        serde_json::to_writer(&mut file, list)?;
+        file.write_all(b"\n")?;
+    }
+    file.flush()?;
+    Ok(())
+}

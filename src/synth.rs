@@ -6,6 +6,16 @@
 //! Colours, sizes, kinds and positions are sampled independently, so swapping an attribute
 //! or a relation in a caption yields a different but equally plausible scene: exactly the
 //! hard negatives cross-modal contrastive learning needs.
+//!
+//! Layout under the output directory:
+//! - `images/img-NNNNN.png` and `pairs.jsonl`: captioned images, one record per caption
+//!   (`image_id`, `caption_id`, `caption`, `image_path`, `objects`, `scene_graph`);
+//! - `corpus_images/cimg-NNNNN.png` and `image_corpus.jsonl`: images without captions;
+//! - `text_corpus.jsonl`: captions of further scenes that have no image;
+//! - `synth.json`: the config and summary of the run.
+//!
+//! Scenes never repeat across the three parts. Files from an earlier run with larger
+//! counts are not removed.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -73,6 +83,8 @@ const MAX_IMAGE_SIZE: u32 = 128;
 const BACKGROUND: [u8; 3] = [236, 234, 226];
 /// Empty pixels kept between the bounding boxes of two shapes, plus one.
 const SHAPE_GAP: i32 = 4;
+/// Share of captions using a kind's rarer noun ("disc"), so the canonical noun dominates.
+const SYNONYM_RATE: f64 = 0.15;
 /// Empty pixels kept between a shape and the image border.
 const BORDER: i32 = 2;
 
@@ -586,7 +598,9 @@ struct Mention {
     referents: Vec<usize>,
 }
 
-fn realise(rng: &mut ChaCha8Rng, desc: Desc, referents: Vec<usize>) -> Mention {
+/// `synonym` picks the rarer noun where the kind has one; callers decide once per caption
+/// so one caption never says "disc" and "circle" for the same kind.
+fn realise(rng: &mut ChaCha8Rng, desc: Desc, referents: Vec<usize>, synonym: bool) -> Mention {
     let count = referents.len();
     let mut words = Vec::new();
     let mut attributes = Vec::new();
@@ -602,8 +616,7 @@ fn realise(rng: &mut ChaCha8Rng, desc: Desc, referents: Vec<usize>) -> Mention {
         words.push(colour.name());
     }
     let nouns = desc.kind.nouns();
-    // Synonyms stay rare so the canonical noun dominates.
-    let (singular, plural) = if nouns.len() > 1 && rng.random_bool(0.15) {
+    let (singular, plural) = if synonym && nouns.len() > 1 {
         nouns[rng.random_range(1..nouns.len())]
     } else {
         nouns[0]
@@ -752,8 +765,10 @@ fn make_caption(
 /// shapes in the scene matching its noun and adjectives, so "two red circles" never
 /// hides a third.
 fn listing_caption(rng: &mut ChaCha8Rng, scene: &[Shape], all: bool) -> Caption {
-    let use_colour = rng.random_bool(0.75);
     let use_size = rng.random_bool(0.5);
+    // A bare "a star" fits nearly every scene; partial listings name at least a colour.
+    let use_colour = rng.random_bool(0.75) || (!all && !use_size);
+    let synonym = rng.random_bool(SYNONYM_RATE);
     let mut groups: Vec<(Desc, Vec<usize>)> = Vec::new();
     for (i, s) in scene.iter().enumerate() {
         let desc = Desc {
@@ -775,7 +790,7 @@ fn listing_caption(rng: &mut ChaCha8Rng, scene: &[Shape], all: bool) -> Caption 
     let mut phrases = Vec::new();
     let mut first_plural = false;
     for (n, (desc, members)) in groups.into_iter().enumerate() {
-        let m = realise(rng, desc, members);
+        let m = realise(rng, desc, members, synonym);
         if n == 0 {
             first_plural = m.object.count > 1;
         }
@@ -792,10 +807,11 @@ fn listing_caption(rng: &mut ChaCha8Rng, scene: &[Shape], all: bool) -> Caption 
     builder.finish(text)
 }
 
-/// Descriptions for the given shapes: random adjectives, then more where needed so that
-/// no two phrases in one caption read the same ("a circle left of a circle"). Half the
-/// time a description is also made to single out its shape. None when two shapes cannot
-/// be told apart at all.
+/// Descriptions for the given shapes: random adjectives, then more where a phrase would
+/// also fit another shape of the same caption, so "a purple star right of a star" (both
+/// purple) becomes "a small purple star right of a large purple star". Half the time a
+/// description is also made to single out its shape in the scene. None when two of the
+/// shapes cannot be told apart at all.
 fn distinct_descs(rng: &mut ChaCha8Rng, scene: &[Shape], shapes: &[usize]) -> Option<Vec<Desc>> {
     let mut descs = Vec::with_capacity(shapes.len());
     for &i in shapes {
@@ -815,20 +831,24 @@ fn distinct_descs(rng: &mut ChaCha8Rng, scene: &[Shape], shapes: &[usize]) -> Op
         }
         descs.push(d);
     }
-    for a in 0..descs.len() {
-        for b in a + 1..descs.len() {
-            if descs[a] == descs[b] {
-                for d in [a, b] {
-                    descs[d].colour = Some(scene[shapes[d]].colour);
+    // Each pass adds an adjective or stops, so this ends within two passes per shape.
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (a, &own) in shapes.iter().enumerate() {
+            let own = scene[own];
+            for &other in shapes {
+                if other == shapes[a] || !descs[a].matches(&scene[other]) {
+                    continue;
                 }
-            }
-            if descs[a] == descs[b] {
-                for d in [a, b] {
-                    descs[d].size = Some(scene[shapes[d]].size);
+                let d = &mut descs[a];
+                match (d.colour, d.size) {
+                    (None, None) if rng.random_bool(0.5) => d.size = Some(own.size),
+                    (None, _) => d.colour = Some(own.colour),
+                    (_, None) => d.size = Some(own.size),
+                    (Some(_), Some(_)) => return None,
                 }
-            }
-            if descs[a] == descs[b] {
-                return None;
+                changed = true;
             }
         }
     }
@@ -843,8 +863,9 @@ fn relation_caption(rng: &mut ChaCha8Rng, scene: &[Shape], image_size: u32) -> O
     let (a, b, p) = rels[rng.random_range(0..rels.len())];
     let descs = distinct_descs(rng, scene, &[a, b])?;
     let (sd, od) = (descs[0], descs[1]);
-    let s = realise(rng, sd, vec![a]);
-    let o = realise(rng, od, vec![b]);
+    let synonym = rng.random_bool(SYNONYM_RATE);
+    let s = realise(rng, sd, vec![a], synonym);
+    let o = realise(rng, od, vec![b], synonym);
     let phrase = pick(rng, p.phrases());
     let mut builder = CaptionBuilder::default();
     let text = match rng.random_range(0..6) {
@@ -911,9 +932,10 @@ fn double_relation_caption(
     }
     let (a, b, p, c, q) = options[rng.random_range(0..options.len())];
     let descs = distinct_descs(rng, scene, &[a, b, c])?;
-    let s = realise(rng, descs[0], vec![a]);
-    let o1 = realise(rng, descs[1], vec![b]);
-    let o2 = realise(rng, descs[2], vec![c]);
+    let synonym = rng.random_bool(SYNONYM_RATE);
+    let s = realise(rng, descs[0], vec![a], synonym);
+    let o1 = realise(rng, descs[1], vec![b], synonym);
+    let o2 = realise(rng, descs[2], vec![c], synonym);
     let mut builder = CaptionBuilder::default();
     let (i, j, k) = (builder.add(&s), builder.add(&o1), builder.add(&o2));
     builder.relate(i, p, j);
@@ -1331,6 +1353,13 @@ mod tests {
         }
     }
 
+    fn fits(o: &SgObject, s: &Shape) -> bool {
+        s.kind.nouns().iter().any(|(n, _)| *n == o.name)
+            && o.attributes
+                .iter()
+                .all(|a| a == s.colour.name() || s.size.words().contains(&a.as_str()))
+    }
+
     #[test]
     fn stated_relations_agree_with_geometry() {
         let cfg = small_config();
@@ -1352,19 +1381,18 @@ mod tests {
                     relations += 1;
                     *by_predicate.entry(r.predicate.clone()).or_insert(0) += 1;
                 }
-                // Listed groups carry exact counts.
                 if c.graph.relations.is_empty() {
+                    // Listed groups carry exact counts.
                     for (o, refs) in c.graph.objects.iter().zip(&c.referents) {
-                        let matching = scene
-                            .iter()
-                            .filter(|s| {
-                                s.kind.nouns().iter().any(|(n, _)| *n == o.name)
-                                    && o.attributes.iter().all(|a| {
-                                        a == s.colour.name() || s.size.words().contains(&a.as_str())
-                                    })
-                            })
-                            .count();
+                        let matching = scene.iter().filter(|s| fits(o, s)).count();
                         assert_eq!(matching, refs.len(), "{}", c.text);
+                    }
+                } else {
+                    // No phrase of a relation caption also fits another phrase's shape.
+                    for (i, o) in c.graph.objects.iter().enumerate() {
+                        for (j, refs) in c.referents.iter().enumerate() {
+                            assert!(i == j || !fits(o, &scene[refs[0]]), "{}", c.text);
+                        }
                     }
                 }
             }
