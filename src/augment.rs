@@ -17,7 +17,7 @@ use crate::ingest::{check_reject_share, ingest, IngestReport};
 use crate::manifest::{self, FileChecksum, IngestSummary, Manifest, ShardEntry};
 use crate::record::Corpus;
 use crate::shard::{build_batch, write_ipc, write_parquet, SCHEMA_VERSION};
-use crate::stage::{Augmented, Sequence, Stage, Stats};
+use crate::stage::{Augmented, BuildContext, Sequence, Stage, Stats};
 
 /// Runtime knobs: they change how a run goes, never what it writes.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct RunOptions {
     /// Redo every shard even when a valid one exists.
     pub force: bool,
     pub progress: bool,
+    /// Caches shared between runs (translations).
+    pub cache_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -111,7 +113,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             Some(s) => s,
             None => {
                 bar.set_message("building stages");
-                stages.insert(Sequence::build(&pipeline.stages, &corpus)?)
+                let context = BuildContext {
+                    cache_dir: &opts.cache_dir,
+                };
+                stages.insert(Sequence::build(&pipeline.stages, &corpus, &context)?)
             }
         };
         bar.set_message(shard_file(index));

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backtranslate::BacktranslateConfig;
 use crate::error::{Error, Result};
 use crate::tfidf::TfidfConfig;
 
@@ -143,6 +144,7 @@ impl Default for OutputConfig {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StageConfig {
     Tfidf(TfidfConfig),
+    Backtranslate(BacktranslateConfig),
 }
 
 impl Pipeline {
@@ -166,6 +168,13 @@ impl Pipeline {
             }
             if let Some(instances) = &source.instances {
                 source.instances = Some(resolve(instances, base, origin)?);
+            }
+        }
+        for stage in &mut pipeline.stages {
+            if let StageConfig::Backtranslate(c) = stage {
+                for path in c.paths_mut() {
+                    *path = resolve(path, base, origin)?;
+                }
             }
         }
         pipeline.validate(origin)?;
@@ -212,11 +221,11 @@ impl Pipeline {
             }
         }
         for stage in &self.stages {
-            match stage {
-                StageConfig::Tfidf(c) => c
-                    .validate()
-                    .map_err(|m| Error::config(origin, format!("stage tfidf: {m}")))?,
-            }
+            let (name, checked) = match stage {
+                StageConfig::Tfidf(c) => ("tfidf", c.validate()),
+                StageConfig::Backtranslate(c) => ("backtranslate", c.validate()),
+            };
+            checked.map_err(|m| Error::config(origin, format!("stage {name}: {m}")))?;
         }
         Ok(())
     }

@@ -39,6 +39,12 @@ pub enum Error {
     },
     #[error("stage {stage}: {message}")]
     Stage { stage: String, message: String },
+    /// A translation backend failed (subprocess died, timed out, model error).
+    #[error("translator {backend}: {message}")]
+    Translate { backend: String, message: String },
+    /// A model could not be loaded or run; `path` is its folder or file.
+    #[error("model {path}: {message}")]
+    Model { path: PathBuf, message: String },
 }
 
 impl Error {
@@ -61,6 +67,20 @@ impl Error {
         Error::Config {
             path: path.into(),
             message: message.into(),
+        }
+    }
+
+    pub fn translate(backend: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Translate {
+            backend: backend.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn model(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        Error::Model {
+            path: path.into(),
+            message: message.to_string(),
         }
     }
 

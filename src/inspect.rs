@@ -194,6 +194,9 @@ pub fn stats(dir: &Path) -> Result<String> {
         for (reason, n) in &s.rejected {
             let _ = writeln!(out, "  rejected {reason}: {n}");
         }
+        for (counter, n) in &s.counters {
+            let _ = writeln!(out, "  {counter}: {n}");
+        }
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 //! learning (UNIMO, Li et al., ACL 2021). See ARCHITECTURE.md for the data flow.
 
 pub mod augment;
+pub mod backtranslate;
 pub mod config;
 pub mod error;
 pub mod fsutil;
@@ -12,6 +13,7 @@ pub mod record;
 pub mod shard;
 pub mod stage;
 pub mod synth;
+pub mod text_encoder;
 pub mod tfidf;
 
 pub use error::{Error, Result};

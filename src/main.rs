@@ -62,6 +62,9 @@ enum Command {
         /// Hide the progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Folder for caches shared between runs, such as translations.
+        #[arg(long, default_value = ".cache/cmcl")]
+        cache_dir: PathBuf,
     },
     /// Print a shard's schema and first rows (a shard file, or a run folder).
     Inspect {
@@ -115,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             threads,
             force,
             no_progress,
+            cache_dir,
         } => {
             let p = Pipeline::load(&pipeline)?;
             if let Some(n) = threads {
@@ -128,6 +132,7 @@ fn main() -> anyhow::Result<()> {
                 out_dir: out_dir.clone(),
                 force,
                 progress: !no_progress,
+                cache_dir,
             };
             let summary = augment::run(&p, &options)
                 .with_context(|| format!("pipeline {}", pipeline.display()))?;

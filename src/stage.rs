@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,9 @@ pub struct StageStats {
     pub produced: u64,
     pub rejected: BTreeMap<String, u64>,
     pub seconds: f64,
+    /// Anything else worth counting (cache hits, translator starts, ...).
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl StageStats {
@@ -52,10 +56,17 @@ impl StageStats {
         }
     }
 
+    pub fn count(&mut self, counter: &str, n: u64) {
+        *self.counters.entry(counter.to_string()).or_insert(0) += n;
+    }
+
     pub fn add(&mut self, other: &StageStats) {
         self.produced += other.produced;
         for (reason, n) in &other.rejected {
             self.reject(reason, *n);
+        }
+        for (counter, n) in &other.counters {
+            self.count(counter, *n);
         }
         self.seconds += other.seconds;
     }
@@ -84,14 +95,30 @@ pub struct Sequence {
     stages: Vec<Box<dyn Stage>>,
 }
 
+/// What stages may need from the run besides their config and the corpus.
+pub struct BuildContext<'a> {
+    /// Where stages keep caches that outlive a run (translations, ...).
+    pub cache_dir: &'a Path,
+}
+
 impl Sequence {
-    pub fn build(configs: &[StageConfig], corpus: &Corpus) -> Result<Sequence> {
+    pub fn build(
+        configs: &[StageConfig],
+        corpus: &Corpus,
+        context: &BuildContext,
+    ) -> Result<Sequence> {
         let stages = configs
             .iter()
             .map(|config| -> Result<Box<dyn Stage>> {
                 Ok(match config {
                     StageConfig::Tfidf(c) => {
                         Box::new(crate::tfidf::TfidfStage::build(c.clone(), corpus))
+                    }
+                    StageConfig::Backtranslate(c) => {
+                        Box::new(crate::backtranslate::BacktranslateStage::build(
+                            c.clone(),
+                            context.cache_dir,
+                        )?)
                     }
                 })
             })

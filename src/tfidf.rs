@@ -68,7 +68,7 @@ pub enum StopWords {
 }
 
 /// Function words dropped by `stop_words = "english"`.
-const ENGLISH_STOP_WORDS: &[&str] = &[
+pub(crate) const ENGLISH_STOP_WORDS: &[&str] = &[
     "a", "about", "after", "all", "an", "and", "any", "are", "as", "at", "be", "been", "being",
     "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "he",
     "her", "here", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "me", "my",

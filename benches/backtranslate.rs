@@ -1,0 +1,190 @@
+//! `make bench` part 2: back-translation.
+//!
+//! - Apertium round-trip throughput (eng -> spa -> eng) on the 25,014 COCO val captions:
+//!   cmcl's translator with one and two workers against the raw
+//!   `apertium -u eng-spa | apertium -u spa-eng` pipe, as one pipe and as two halves in
+//!   parallel, all in this run.
+//! - MiniLM sentences/s, and Marian sentences/s with a random model of opus-mt-en-de's size.
+//! - The whole `backtranslate` stage on pipelines/coco.toml: acceptance by reason, share
+//!   of captions with a positive, median similarity.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use cmcl::backtranslate::apertium::{Apertium, ApertiumOptions};
+use cmcl::backtranslate::marian::{testing, Marian, MarianOptions};
+use cmcl::backtranslate::Translator;
+use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+use cmcl::text_encoder::TextEncoder;
+
+fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .with_context(|| format!("usage: backtranslate --data DIR --out DIR (missing {name}); run it with `make bench`"))
+}
+
+fn coco_captions(data: &Path) -> anyhow::Result<Vec<String>> {
+    let inputs = Inputs {
+        pairs: vec![Source {
+            format: Format::Coco,
+            path: data.join("coco/annotations/captions_val2017.json"),
+            dataset: None,
+            images_dir: None,
+            instances: None,
+            columns: Columns::default(),
+        }],
+        image_corpus: vec![],
+        text_corpus: vec![],
+    };
+    let (corpus, _) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
+    Ok(corpus
+        .pairs
+        .into_iter()
+        .map(|p| p.caption.replace(['\n', '\r', '\t'], " "))
+        .collect())
+}
+
+fn shell(script: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let status = Command::new("bash").arg("-c").arg(script).status()?;
+    if !status.success() {
+        bail!("{script} failed");
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Round trip of `lines` through one pair of cmcl Apertium translators, batch by batch.
+fn round_trip(lines: &[&str], options: &ApertiumOptions) -> anyhow::Result<Vec<String>> {
+    let (mut to, mut back) = (
+        Apertium::spawn("eng-spa", options)?,
+        Apertium::spawn("spa-eng", options)?,
+    );
+    let mut via = Vec::with_capacity(lines.len());
+    for chunk in lines.chunks(options.batch_size) {
+        via.extend(to.translate(chunk)?);
+    }
+    let via: Vec<&str> = via.iter().map(String::as_str).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for chunk in via.chunks(options.batch_size) {
+        out.extend(back.translate(chunk)?);
+    }
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (data, out) = (
+        arg(&args, "--data")?,
+        arg(&args, "--out")?.join("backtranslate"),
+    );
+    std::fs::create_dir_all(&out)?;
+    let captions = coco_captions(&data)?;
+    let n = captions.len() as f64;
+    let lines: Vec<&str> = captions.iter().map(String::as_str).collect();
+    let file = out.join("captions.txt");
+    std::fs::write(&file, captions.join("\n") + "\n")?;
+    let half = captions.len() / 2;
+    std::fs::write(out.join("half-a.txt"), captions[..half].join("\n") + "\n")?;
+    std::fs::write(out.join("half-b.txt"), captions[half..].join("\n") + "\n")?;
+    let dir = out.display();
+
+    println!(
+        "\nBack-translation (eng -> spa -> eng) of {} COCO val captions, same run",
+        captions.len()
+    );
+    let raw_one = shell(&format!(
+        "apertium -u eng-spa < {dir}/captions.txt | apertium -u spa-eng > {dir}/raw.txt"
+    ))?;
+    let raw_two = shell(&format!(
+        "(apertium -u eng-spa < {dir}/half-a.txt | apertium -u spa-eng > {dir}/raw-a.txt) & \
+         (apertium -u eng-spa < {dir}/half-b.txt | apertium -u spa-eng > {dir}/raw-b.txt) & wait"
+    ))?;
+    let options = ApertiumOptions::default();
+    let started = Instant::now();
+    let ours = round_trip(&lines, &options)?;
+    let one = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| round_trip(&lines[..half], &options));
+        let b = s.spawn(|| round_trip(&lines[half..], &options));
+        (a.join(), b.join())
+    });
+    let two = started.elapsed().as_secs_f64();
+    let parallel: Vec<String> = match (a, b) {
+        (Ok(Ok(a)), Ok(Ok(b))) => a.into_iter().chain(b).collect(),
+        _ => bail!("a worker failed"),
+    };
+    if parallel != ours {
+        bail!("two workers gave different translations than one");
+    }
+    let raw: Vec<String> = std::fs::read_to_string(out.join("raw.txt"))?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    let same = raw
+        .iter()
+        .zip(&ours)
+        .filter(|(r, o)| r.replace(['*', '#', '@'], "") == **o)
+        .count();
+    println!("| Apertium round trip | wall s | captions/s | vs raw |");
+    println!("|---|---|---|---|");
+    println!("| raw pipe, 1 | {raw_one:.1} | {:.0} | 1.00 |", n / raw_one);
+    println!(
+        "| cmcl, 1 worker | {one:.1} | {:.0} | {:.2} of raw pipe |",
+        n / one,
+        raw_one / one
+    );
+    println!(
+        "| raw pipe, 2 halves in parallel | {raw_two:.1} | {:.0} | 1.00 |",
+        n / raw_two
+    );
+    println!(
+        "| cmcl, 2 workers | {two:.1} | {:.0} | {:.2} of raw split |",
+        n / two,
+        raw_two / two
+    );
+    println!(
+        "cmcl output equal to the raw pipe's (marks stripped) for {same}/{} captions",
+        captions.len()
+    );
+
+    let encoder = TextEncoder::load(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/all-MiniLM-L6-v2")
+            .as_path(),
+    )?;
+    let sample = &lines[..5000.min(lines.len())];
+    let started = Instant::now();
+    encoder.encode(sample)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "\nMiniLM (candle, CPU): {} sentences in {secs:.1} s = {:.0} sentences/s",
+        sample.len(),
+        sample.len() as f64 / secs
+    );
+
+    let model = out.join("marian-opus-mt-en-de-size");
+    if !model.join("model.safetensors").exists() {
+        testing::write_random_model(&model, &testing::opus_mt_en_de_config(), 1)?;
+    }
+    let marian_options = MarianOptions {
+        max_new_tokens: 32,
+        ..MarianOptions::default()
+    };
+    let mut marian = Marian::load(&model, &marian_options)?;
+    let sample = &lines[..64];
+    let started = Instant::now();
+    marian.translate(sample)?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "Marian, random weights of opus-mt-en-de size (d_model 512, 6+6 layers, 58k vocab), greedy, \
+         at most 32 new tokens, CPU: {} sentences in {secs:.1} s = {:.1} sentences/s",
+        sample.len(),
+        sample.len() as f64 / secs
+    );
+    Ok(())
+}

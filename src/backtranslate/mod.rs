@@ -1,0 +1,454 @@
+//! Back-translation positives: each caption goes English -> pivot -> English through
+//! one or more translation backends, and the round trips that keep the meaning while
+//! changing the words become positives of kind `backtranslation`.
+
+pub mod apertium;
+pub mod marian;
+
+use crate::error::Result;
+
+/// Translates batches of text in one direction. One instance per worker thread; it may
+/// hold a subprocess or a loaded model.
+pub trait Translator: Send {
+    /// Names backend, model and direction, e.g. `apertium/eng-spa`; part of cache keys,
+    /// so it must change whenever the outputs could.
+    fn id(&self) -> &str;
+
+    /// Exactly one output per input, in input order. Blank inputs give blank outputs.
+    fn translate(&mut self, texts: &[&str]) -> Result<Vec<String>>;
+}
+
+pub mod cache;
+pub mod filter;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use self::apertium::{Apertium, ApertiumOptions};
+use self::cache::TranslationCache;
+use self::filter::{lexical_check, normalize, FilterConfig};
+use self::marian::{Marian, MarianOptions};
+use crate::error::Error;
+use crate::record::Corpus;
+use crate::stage::{Augmented, Item, Stage, StageStats, Stats};
+use crate::text_encoder::{cosine, TextEncoder};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Marian when models are configured for every pivot, else Apertium when installed.
+    Auto,
+    Apertium,
+    Marian,
+}
+
+/// The two Marian models of one pivot language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarianPair {
+    pub to_pivot: PathBuf,
+    pub from_pivot: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarianSettings {
+    /// Pivot language -> its model folders.
+    pub models: BTreeMap<String, MarianPair>,
+    #[serde(flatten)]
+    pub options: MarianOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktranslateConfig {
+    #[serde(default = "default_backend")]
+    pub backend: Backend,
+    /// Pivot languages, as Apertium codes (`spa`, `cat`) or keys of `marian.models`.
+    pub pivots: Vec<String>,
+    /// Most positives kept per caption (in pivot order).
+    #[serde(default = "default_max_positives")]
+    pub max_positives: usize,
+    /// The sentence encoder folder (all-MiniLM-L6-v2 layout) for the similarity check.
+    pub encoder: PathBuf,
+    #[serde(default)]
+    pub filter: FilterConfig,
+    #[serde(default)]
+    pub apertium: ApertiumOptions,
+    #[serde(default)]
+    pub marian: Option<MarianSettings>,
+}
+
+fn default_backend() -> Backend {
+    Backend::Auto
+}
+
+fn default_max_positives() -> usize {
+    2
+}
+
+impl BacktranslateConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.pivots.is_empty() {
+            return Err("pivots needs at least one language".into());
+        }
+        if self.max_positives == 0 {
+            return Err("max_positives must be at least 1".into());
+        }
+        if self.backend == Backend::Marian {
+            let models = self.marian.as_ref().map(|m| &m.models);
+            if let Some(p) = self
+                .pivots
+                .iter()
+                .find(|p| !models.is_some_and(|m| m.contains_key(*p)))
+            {
+                return Err(format!("backend marian needs marian.models.{p}"));
+            }
+        }
+        self.filter.validate()
+    }
+
+    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.encoder];
+        if let Some(marian) = &mut self.marian {
+            for pair in marian.models.values_mut() {
+                paths.push(&mut pair.to_pivot);
+                paths.push(&mut pair.from_pivot);
+            }
+        }
+        paths
+    }
+}
+
+type Factory = Box<dyn Fn() -> Result<Box<dyn Translator>> + Send + Sync>;
+
+/// Translators of one direction, started on demand (one per concurrent worker) and
+/// reused for the whole run.
+struct Pool {
+    id: String,
+    factory: Factory,
+    idle: Mutex<Vec<Box<dyn Translator>>>,
+    starts: AtomicU64,
+}
+
+impl Pool {
+    fn new(id: String, factory: Factory) -> Pool {
+        Pool {
+            id,
+            factory,
+            idle: Mutex::new(Vec::new()),
+            starts: AtomicU64::new(0),
+        }
+    }
+
+    fn translate(&self, texts: &[&str]) -> Result<Vec<String>> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut translator = match idle {
+            Some(t) => t,
+            None => {
+                self.starts.fetch_add(1, Ordering::Relaxed);
+                (self.factory)()?
+            }
+        };
+        let result = translator.translate(texts);
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(translator);
+        }
+        let out = result?;
+        if out.len() != texts.len() {
+            return Err(Error::translate(
+                &self.id,
+                format!("{} outputs for {} inputs", out.len(), texts.len()),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+struct Pivot {
+    name: String,
+    forward: Pool,
+    backward: Pool,
+}
+
+/// The `backtranslate` stage.
+pub struct BacktranslateStage {
+    config: BacktranslateConfig,
+    pivots: Vec<Pivot>,
+    encoder: TextEncoder,
+    cache: TranslationCache,
+    batch_size: usize,
+}
+
+const INSTALL_HINT: &str =
+    "install Apertium (`make apt-deps`, or `apt-get install apertium-eng-spa apertium-eng-cat`) \
+or configure Marian models (marian.models.PIVOT = { to_pivot = DIR, from_pivot = DIR })";
+
+impl BacktranslateStage {
+    pub fn build(
+        config: BacktranslateConfig,
+        cache_dir: &std::path::Path,
+    ) -> Result<BacktranslateStage> {
+        let stage_error = |message: String| Error::Stage {
+            stage: "backtranslate".into(),
+            message,
+        };
+        let has_marian = |p: &String| {
+            config
+                .marian
+                .as_ref()
+                .is_some_and(|m| m.models.contains_key(p))
+        };
+        let command = config.apertium.command.clone();
+        let has_apertium = |p: &String| {
+            apertium::available(&command, &format!("eng-{p}"))
+                && apertium::available(&command, &format!("{p}-eng"))
+        };
+        let backend = match config.backend {
+            Backend::Auto if config.pivots.iter().all(has_marian) => Backend::Marian,
+            Backend::Auto if config.pivots.iter().all(has_apertium) => Backend::Apertium,
+            Backend::Auto => {
+                return Err(stage_error(format!(
+                    "no translation backend for pivots {:?}: {INSTALL_HINT}",
+                    config.pivots
+                )))
+            }
+            Backend::Apertium => match config.pivots.iter().find(|p| !has_apertium(p)) {
+                Some(p) => {
+                    return Err(stage_error(format!(
+                        "Apertium cannot translate eng<->{p}: {INSTALL_HINT}"
+                    )))
+                }
+                None => Backend::Apertium,
+            },
+            Backend::Marian => Backend::Marian,
+        };
+        let mut pivots = Vec::new();
+        for name in &config.pivots {
+            let (forward, backward) = match backend {
+                Backend::Marian => {
+                    let settings = config.marian.as_ref().ok_or_else(|| {
+                        stage_error("backend marian needs a [marian] table".into())
+                    })?;
+                    let pair = settings
+                        .models
+                        .get(name)
+                        .ok_or_else(|| stage_error(format!("no marian.models.{name}")))?;
+                    (
+                        marian_pool(&pair.to_pivot, &settings.options)?,
+                        marian_pool(&pair.from_pivot, &settings.options)?,
+                    )
+                }
+                _ => (
+                    apertium_pool(&format!("eng-{name}"), &config.apertium),
+                    apertium_pool(&format!("{name}-eng"), &config.apertium),
+                ),
+            };
+            pivots.push(Pivot {
+                name: name.clone(),
+                forward,
+                backward,
+            });
+        }
+        let batch_size = match backend {
+            Backend::Marian => config.marian.as_ref().map_or(16, |m| m.options.batch_size),
+            _ => config.apertium.batch_size,
+        }
+        .max(1);
+        Ok(BacktranslateStage {
+            encoder: TextEncoder::load(&config.encoder)?,
+            cache: TranslationCache::open(cache_dir)?,
+            config,
+            pivots,
+            batch_size,
+        })
+    }
+
+    /// Translators started so far (subprocesses spawned or models loaded on demand).
+    fn starts(&self) -> u64 {
+        let pools = self.pivots.iter().flat_map(|p| [&p.forward, &p.backward]);
+        pools.map(|pool| pool.starts.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Translates through the cache: only texts never seen by this translator reach it.
+    fn translate_cached(
+        &self,
+        pool: &Pool,
+        texts: &[String],
+        stats: &mut StageStats,
+    ) -> Result<Vec<String>> {
+        let mut out: Vec<Option<String>> = texts
+            .iter()
+            .map(|t| match t.trim().is_empty() {
+                true => Some(String::new()),
+                false => self.cache.get(&pool.id, t),
+            })
+            .collect();
+        let mut missing: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (text, got) in texts.iter().zip(&out) {
+            if got.is_none() && seen.insert(text.as_str()) {
+                missing.push(text);
+            }
+        }
+        stats.count(
+            "cache_hits",
+            out.iter().filter(|o| o.is_some()).count() as u64,
+        );
+        stats.count("translated", missing.len() as u64);
+        let translated: Vec<Vec<String>> = missing
+            .par_chunks(self.batch_size)
+            .map(|chunk| pool.translate(chunk))
+            .collect::<Result<_>>()?;
+        let translated: Vec<String> = translated.into_iter().flatten().collect();
+        let pairs: Vec<(&str, &str)> = missing
+            .iter()
+            .copied()
+            .zip(translated.iter().map(String::as_str))
+            .collect();
+        if !pairs.is_empty() {
+            self.cache.insert_all(&pool.id, &pairs)?;
+        }
+        let fresh: HashMap<&str, &str> = pairs.into_iter().collect();
+        for (text, slot) in texts.iter().zip(&mut out) {
+            if slot.is_none() {
+                *slot = fresh.get(text.as_str()).map(|s| s.to_string());
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
+
+fn apertium_pool(mode: &str, options: &ApertiumOptions) -> Pool {
+    let (mode, options) = (mode.to_string(), options.clone());
+    Pool::new(
+        format!("apertium/{mode}"),
+        Box::new(move || Ok(Box::new(Apertium::spawn(&mode, &options)?) as Box<dyn Translator>)),
+    )
+}
+
+fn marian_pool(dir: &std::path::Path, options: &MarianOptions) -> Result<Pool> {
+    // Loaded once up front for its id (cheap next to translating); workers load their own.
+    let first = Marian::load(dir, options)?;
+    let id = first.id().to_string();
+    let (dir, options) = (dir.to_path_buf(), options.clone());
+    let pool = Pool::new(
+        id,
+        Box::new(move || Ok(Box::new(Marian::load(&dir, &options)?) as Box<dyn Translator>)),
+    );
+    if let Ok(mut idle) = pool.idle.lock() {
+        idle.push(Box::new(first));
+    }
+    Ok(pool)
+}
+
+/// A round trip that passed the lexical checks, waiting for the similarity check.
+struct Candidate {
+    row: usize,
+    pivot: usize,
+    text: String,
+    via: String,
+    lexical: filter::Lexical,
+}
+
+impl Stage for BacktranslateStage {
+    fn name(&self) -> &str {
+        "backtranslate"
+    }
+
+    fn augment(
+        &self,
+        corpus: &Corpus,
+        rows: Range<usize>,
+        out: &mut [Augmented],
+        stats: &mut Stats,
+    ) -> Result<()> {
+        let stats = stats.entry(self.name().to_string()).or_default();
+        let starts_before = self.starts();
+        let captions: Vec<String> = corpus.pairs[rows]
+            .iter()
+            .map(|p| p.caption.clone())
+            .collect();
+        let mut candidates = Vec::new();
+        let mut seen: Vec<Vec<String>> = vec![Vec::new(); captions.len()];
+        for (p, pivot) in self.pivots.iter().enumerate() {
+            let via = self.translate_cached(&pivot.forward, &captions, stats)?;
+            let back = self.translate_cached(&pivot.backward, &via, stats)?;
+            for (row, (text, via)) in back.into_iter().zip(via).enumerate() {
+                let normalized = normalize(&text);
+                if seen[row].contains(&normalized) {
+                    stats.reject("duplicate", 1);
+                    continue;
+                }
+                seen[row].push(normalized);
+                match lexical_check(&self.config.filter, &captions[row], &text) {
+                    Ok(lexical) => candidates.push(Candidate {
+                        row,
+                        pivot: p,
+                        text,
+                        via,
+                        lexical,
+                    }),
+                    Err(reason) => stats.reject(reason, 1),
+                }
+            }
+        }
+        // One encoder pass over originals and surviving candidates.
+        let texts: Vec<&str> = captions
+            .iter()
+            .map(String::as_str)
+            .chain(candidates.iter().map(|c| c.text.as_str()))
+            .collect();
+        let vectors = self.encoder.encode(&texts)?;
+        let (originals, paraphrases) = vectors.split_at(captions.len());
+        for (candidate, vector) in candidates.into_iter().zip(paraphrases) {
+            let similarity = cosine(&originals[candidate.row], vector);
+            if similarity < self.config.filter.min_similarity {
+                stats.reject("low_similarity", 1);
+                continue;
+            }
+            let positives = &mut out[candidate.row].positives;
+            if positives
+                .iter()
+                .filter(|i| i.kind == "backtranslation")
+                .count()
+                >= self.config.max_positives
+            {
+                stats.reject("over_max_positives", 1);
+                continue;
+            }
+            let pivot = &self.pivots[candidate.pivot];
+            stats.produced += 1;
+            positives.push(Item {
+                text: Some(candidate.text),
+                ref_id: None,
+                kind: "backtranslation".into(),
+                generator: "backtranslate".into(),
+                params: serde_json::json!({
+                    "pivot": pivot.name,
+                    "backend": format!("{}+{}", pivot.forward.id, pivot.backward.id),
+                    "via": candidate.via,
+                    "similarity": similarity,
+                    "edit_ratio": candidate.lexical.edit_ratio,
+                    "dropped_content_words": candidate.lexical.dropped_content_words,
+                    "length_ratio": candidate.lexical.length_ratio,
+                })
+                .to_string(),
+                score: similarity,
+            });
+        }
+        let with_positive = out
+            .iter()
+            .filter(|a| a.positives.iter().any(|i| i.kind == "backtranslation"))
+            .count();
+        stats.count("pairs_with_positive", with_positive as u64);
+        stats.count("translator_starts", self.starts() - starts_before);
+        Ok(())
+    }
+}
