@@ -1127,6 +1127,24 @@ mod tests {
         assert_eq!(apertium.restarts(), 2);
     }
 
+    fn group_cpu(pgid: u32) -> f64 {
+        let mut ticks = 0u64;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some(close) = stat.rfind(')') else {
+                continue;
+            };
+            let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+            // f[0]=state f[1]=ppid f[2]=pgrp ... utime=f[11] stime=f[12]
+            if f.len() > 12 && f[2] == pgid.to_string() {
+                ticks += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            }
+        }
+        ticks as f64 / 100.0
+    }
+
     #[test]
     #[ignore]
     fn tmp_throughput() {
@@ -1146,46 +1164,61 @@ mod tests {
         };
         let raw = |file: &str| {
             let t = Instant::now();
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "apertium -u eng-spa < {file} | apertium -u spa-eng > /dev/null"
-                ))
-                .status()
+            let out = Command::new("/usr/bin/time")
+                .args([
+                    "-f",
+                    "%U %S",
+                    "sh",
+                    "-c",
+                    &format!("apertium -u eng-spa < {file} | apertium -u spa-eng > /dev/null"),
+                ])
+                .output()
                 .unwrap();
-            assert!(status.success());
-            t.elapsed().as_secs_f64()
+            let err = String::from_utf8(out.stderr).unwrap();
+            let cpu: f64 = err
+                .trim()
+                .lines()
+                .last()
+                .unwrap()
+                .split(' ')
+                .map(|x| x.parse::<f64>().unwrap())
+                .sum();
+            (t.elapsed().as_secs_f64(), cpu)
         };
-        let (mut ours, mut cold, mut raw2, mut raw4) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut there = Apertium::spawn("eng-spa", &opts).unwrap();
+        let mut back = Apertium::spawn("spa-eng", &opts).unwrap();
+        let (mut ours, mut raw2, mut raw4) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
-            let t0 = Instant::now();
-            let mut there = Apertium::spawn("eng-spa", &opts).unwrap();
-            let mut back = Apertium::spawn("spa-eng", &opts).unwrap();
-            let spawned = t0.elapsed().as_secs_f64();
+            let groups = [
+                there.process.as_ref().unwrap().child.id(),
+                back.process.as_ref().unwrap().child.id(),
+            ];
+            let c0: f64 = groups.iter().map(|&g| group_cpu(g)).sum();
             let t1 = Instant::now();
             for chunk in refs.chunks(bs) {
                 let spa = there.translate(chunk).unwrap();
                 let spa_refs: Vec<&str> = spa.iter().map(String::as_str).collect();
                 back.translate(&spa_refs).unwrap();
             }
-            ours.push(t1.elapsed().as_secs_f64());
-            cold.push(spawned + t1.elapsed().as_secs_f64());
+            let c1: f64 = groups.iter().map(|&g| group_cpu(g)).sum();
+            ours.push((t1.elapsed().as_secs_f64(), c1 - c0));
             raw2.push(raw("/tmp/apx/caps2k.txt"));
             raw4.push(raw("/tmp/apx/caps4k.txt"));
         }
-        let med = |v: &mut Vec<f64>| {
+        eprintln!("ours (wall, cpu) {ours:.2?}\nraw2 {raw2:.2?}\nraw4 {raw4:.2?}");
+        let med = |v: Vec<f64>| {
+            let mut v = v;
             v.sort_by(|a, b| a.total_cmp(b));
-            v[2]
+            v[v.len() / 2]
         };
-        let (o, c, r2, r4) = (
-            med(&mut ours),
-            med(&mut cold),
-            med(&mut raw2),
-            med(&mut raw4),
+        let ocpu = med(ours.iter().map(|x| x.1).collect());
+        let r2 = med(raw2.iter().map(|x| x.1).collect());
+        let rm = med(raw4.iter().zip(&raw2).map(|(a, b)| a.1 - b.1).collect());
+        eprintln!("bs {bs}: CPU s per 2000 round trips: ours warm {ocpu:.2}, raw incl. start {r2:.2}, raw marginal {rm:.2}; ours/raw-marginal throughput {:.2}, vs raw-incl-start {:.2}", rm / ocpu, r2 / ocpu);
+        eprintln!(
+            "at 2 cores: ours {:.0}/s, raw marginal {:.0}/s",
+            2.0 * 2000.0 / ocpu,
+            2.0 * 2000.0 / rm
         );
-        eprintln!("bs {bs}: ours warm {o:.2}s = {:.0}/s, ours incl. spawn {c:.2}s = {:.0}/s; raw 2000 {r2:.2}s = {:.0}/s; raw marginal {:.2}s = {:.0}/s; warm/marginal {:.2}, cold/raw2000 {:.2}",
-            2000.0 / o, 2000.0 / c, 2000.0 / r2, r4 - r2, 2000.0 / (r4 - r2), (r4 - r2) / o, r2 / c);
-        eprintln!("ours {ours:.2?} cold {cold:.2?} raw2 {raw2:.2?} raw4 {raw4:.2?}");
     }
 }

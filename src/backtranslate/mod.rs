@@ -452,3 +452,152 @@ impl Stage for BacktranslateStage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{pair_uid, Pair};
+
+    /// A translator that answers from a table: scripted round trips for the filter.
+    struct Scripted {
+        id: String,
+        table: HashMap<String, String>,
+    }
+
+    impl Translator for Scripted {
+        fn id(&self) -> &str {
+            &self.id
+        }
+
+        fn translate(&mut self, texts: &[&str]) -> Result<Vec<String>> {
+            Ok(texts
+                .iter()
+                .map(|t| self.table.get(*t).cloned().unwrap_or_default())
+                .collect())
+        }
+    }
+
+    fn scripted_pool(id: &str, table: &[(&str, &str)]) -> Pool {
+        let (id, table): (String, HashMap<String, String>) = (
+            id.into(),
+            table
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        );
+        let pool_id = id.clone();
+        Pool::new(
+            pool_id,
+            Box::new(move || {
+                Ok(Box::new(Scripted {
+                    id: id.clone(),
+                    table: table.clone(),
+                }) as Box<dyn Translator>)
+            }),
+        )
+    }
+
+    #[test]
+    fn every_reject_reason_is_counted_and_positives_are_capped() {
+        // Each caption's round trip through pivot "p" (and "q") is scripted.
+        let cases = [
+            (
+                "a man riding a horse on the beach",
+                "a person rides a horse along the beach",
+            ), // kept
+            ("a dog on a red sofa", "a dog on a red sofa"), // identical
+            ("two cats sleeping on a bed", ""),             // empty
+            ("a plate of food on a table", "food"),         // length_ratio
+            (
+                "a long red train is passing through the old station today",
+                "a long red train is passing through the old station now",
+            ), // too_few_changes
+            (
+                "a boy flying a red kite in a park",
+                "a girl holding a blue balloon in a park",
+            ), // dropped_content_words
+            (
+                "a bus parked near the corner",
+                "a sandwich sits near the window",
+            ), // low_similarity
+        ];
+        let forward: Vec<(&str, &str)> = cases.iter().map(|(c, _)| (*c, *c)).collect();
+        let backward: Vec<(&str, &str)> = cases.iter().map(|(c, b)| (*c, *b)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let config = BacktranslateConfig {
+            backend: Backend::Apertium,
+            pivots: vec!["p".into(), "q".into()],
+            max_positives: 1,
+            encoder: PathBuf::new(),
+            filter: FilterConfig {
+                max_dropped_content_words: 3,
+                ..FilterConfig::default()
+            },
+            apertium: ApertiumOptions::default(),
+            marian: None,
+        };
+        let mut third = backward.clone();
+        third[0].1 = "a man rides a horse on the beach";
+        let pivot = |name: &str, back: &[(&str, &str)]| Pivot {
+            name: name.into(),
+            forward: scripted_pool(&format!("fake/eng-{name}"), &forward),
+            backward: scripted_pool(&format!("fake/{name}-eng"), back),
+        };
+        // Pivot "q" repeats every round trip of "p"; "r" differs only on the first
+        // caption, with a second good paraphrase that the cap of one turns away.
+        let stage = BacktranslateStage {
+            encoder: crate::text_encoder::tests::minilm(),
+            cache: TranslationCache::open(dir.path()).unwrap(),
+            config,
+            pivots: vec![
+                pivot("p", &backward),
+                pivot("q", &backward),
+                pivot("r", &third),
+            ],
+            batch_size: 3,
+        };
+        let corpus = Corpus {
+            pairs: cases
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| Pair {
+                    uid: pair_uid("t", &i.to_string(), c),
+                    dataset: "t".into(),
+                    image_id: i.to_string(),
+                    caption_id: None,
+                    caption: c.to_string(),
+                    image_path: None,
+                    image_vector: None,
+                    objects: None,
+                    source: format!("t:{i}"),
+                })
+                .collect(),
+            ..Corpus::default()
+        };
+        let mut out = vec![Augmented::default(); cases.len()];
+        let mut stats = Stats::new();
+        stage
+            .augment(&corpus, 0..cases.len(), &mut out, &mut stats)
+            .unwrap();
+        let s = &stats["backtranslate"];
+        let rejected = |r: &str| s.rejected.get(r).copied().unwrap_or(0);
+        let kept: Vec<_> = out.iter().flat_map(|a| a.positives.iter().map(|p| p.text.clone())).collect();
+        assert_eq!(s.produced, 1, "{s:?} {kept:?}");
+        assert_eq!(out[0].positives.len(), 1);
+        assert_eq!(
+            out[0].positives[0].text.as_deref(),
+            Some("a person rides a horse along the beach")
+        );
+        assert!(out[0].positives[0].params.contains("\"pivot\":\"p\""));
+        assert_eq!(rejected("identical"), 1);
+        assert_eq!(rejected("empty"), 1);
+        assert_eq!(rejected("length_ratio"), 1);
+        assert_eq!(rejected("too_few_changes"), 1);
+        assert_eq!(rejected("dropped_content_words"), 1, "{s:?}");
+        assert_eq!(rejected("low_similarity"), 1, "{s:?}");
+        assert_eq!(rejected("duplicate"), 2 * cases.len() as u64 - 1, "{s:?}");
+        assert_eq!(rejected("over_max_positives"), 1, "{s:?}");
+        assert_eq!(s.counters["translator_starts"], 6);
+        assert_eq!(s.counters["pairs_with_positive"], 1);
+    }
+}
