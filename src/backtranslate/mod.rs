@@ -581,7 +581,10 @@ mod tests {
             .unwrap();
         let s = &stats["backtranslate"];
         let rejected = |r: &str| s.rejected.get(r).copied().unwrap_or(0);
-        let kept: Vec<_> = out.iter().flat_map(|a| a.positives.iter().map(|p| p.text.clone())).collect();
+        let kept: Vec<_> = out
+            .iter()
+            .flat_map(|a| a.positives.iter().map(|p| p.text.clone()))
+            .collect();
         assert_eq!(s.produced, 1, "{s:?} {kept:?}");
         assert_eq!(out[0].positives.len(), 1);
         assert_eq!(
