@@ -600,7 +600,8 @@ mod tests {
         assert_eq!(rejected("low_similarity"), 1, "{s:?}");
         assert_eq!(rejected("duplicate"), 2 * cases.len() as u64 - 1, "{s:?}");
         assert_eq!(rejected("over_max_positives"), 1, "{s:?}");
-        assert_eq!(s.counters["translator_starts"], 6);
+        // At least one translator per pool; more when chunks ran concurrently.
+        assert!(s.counters["translator_starts"] >= 6, "{s:?}");
         assert_eq!(s.counters["pairs_with_positive"], 1);
     }
 }
