@@ -8,7 +8,7 @@ DATA     ?= $(abspath ../shared/data)
 OUT      ?=
 SYNTH    := data/synth
 VENV     := .cache/venv
-CMCL     := target/debug/cmcl
+CMCL     := $(or $(CARGO_TARGET_DIR),target)/debug/cmcl
 BENCH_OUT := .cache/bench
 
 export CMCL_DATA := $(DATA)
