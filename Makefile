@@ -24,8 +24,10 @@ APERTIUM_PKGS := apertium-eng-spa apertium-eng-cat
 
 all: augment
 
+# Tests are built too: they share dependency features with `make test`, which then
+# compiles nothing again.
 build:
-	$(CARGO) build --bin cmcl
+	$(CARGO) build --bin cmcl --tests
 
 # The embedded default dataset: generated, never committed.
 $(SYNTH)/pairs.jsonl: | build
