@@ -11,16 +11,9 @@ use arrow_array::Array;
 use common::*;
 
 fn augment(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "augment",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
+    let result = run_augment(pipeline, out, extra);
+    assert!(result.status.success(), "{}", stderr(&result));
+    result
 }
 
 #[test]

@@ -46,24 +46,9 @@ fn positives_carry_pivots_and_scores_and_a_rerun_translates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = pipeline(dir.path());
     let (out, cache) = (dir.path().join("out"), dir.path().join("cache"));
-    let args = |extra: &'static str| {
-        let mut a = vec![
-            "augment".to_string(),
-            "--pipeline".into(),
-            pipeline.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-            "--cache-dir".into(),
-            cache.display().to_string(),
-            "--no-progress".into(),
-        ];
-        if !extra.is_empty() {
-            a.push(extra.into());
-        }
-        a
-    };
-    let first = args("");
-    ok(&first.iter().map(String::as_str).collect::<Vec<_>>());
+    let cache_arg = cache.display().to_string();
+    let first = run_augment(&pipeline, &out, &["--cache-dir", &cache_arg]);
+    assert!(first.status.success(), "{}", stderr(&first));
     let stats = &manifest(&out)["stages"]["backtranslate"];
     let produced = stats["produced"].as_u64().unwrap();
     assert!(produced >= CAPTIONS.len() as u64 / 2, "{stats}");
@@ -82,8 +67,8 @@ fn positives_carry_pivots_and_scores_and_a_rerun_translates_nothing() {
     );
     let reference = shard_bytes(&out);
 
-    let again = args("--force");
-    ok(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    let again = run_augment(&pipeline, &out, &["--cache-dir", &cache_arg, "--force"]);
+    assert!(again.status.success(), "{}", stderr(&again));
     let stats = &manifest(&out)["stages"]["backtranslate"];
     assert_eq!(stats["counters"]["translated"], 0, "{stats}");
     assert_eq!(
@@ -110,14 +95,7 @@ fn a_missing_backend_says_how_to_install_one() {
         .replace("[\"spa\", \"cat\"]", "[\"xyz\"]");
     std::fs::write(&pipeline, text).unwrap();
     let out = dir.path().join("out");
-    let result = run(&[
-        "augment",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let result = run_augment(&pipeline, &out, &[]);
     assert!(!result.status.success());
     let err = stderr(&result);
     assert!(

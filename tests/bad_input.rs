@@ -27,16 +27,7 @@ fn run_on(
     )
     .unwrap();
     let out = dir.join("out");
-    let result = run(&[
-        "augment",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ]);
-    assert!(!stderr(&result).contains("panicked"), "{}", stderr(&result));
-    (result, out)
+    (run_augment(&pipeline, &out, &[]), out)
 }
 
 fn rejects(out: &Path) -> Vec<serde_json::Value> {

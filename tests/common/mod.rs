@@ -23,6 +23,22 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `cmcl augment` on `pipeline` into `out` without a progress bar; `extra` flags last.
+pub fn run_augment(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "augment",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    let result = run(&args);
+    assert!(!stderr(&result).contains("panicked"), "{}", stderr(&result));
+    result
+}
+
 /// Runs cmcl and fails the test with its stderr when it does not succeed.
 pub fn ok(args: &[&str]) -> Output {
     let out = run(args);
