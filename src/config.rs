@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backtranslate::BacktranslateConfig;
 use crate::error::{Error, Result};
+use crate::scene_graph::negatives::SceneGraphConfig;
 use crate::tfidf::TfidfConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +146,7 @@ impl Default for OutputConfig {
 pub enum StageConfig {
     Tfidf(TfidfConfig),
     Backtranslate(BacktranslateConfig),
+    SceneGraph(SceneGraphConfig),
 }
 
 impl Pipeline {
@@ -171,10 +173,13 @@ impl Pipeline {
             }
         }
         for stage in &mut pipeline.stages {
-            if let StageConfig::Backtranslate(c) = stage {
-                for path in c.paths_mut() {
-                    *path = resolve(path, base, origin)?;
-                }
+            let paths = match stage {
+                StageConfig::Backtranslate(c) => c.paths_mut(),
+                StageConfig::SceneGraph(c) => c.paths_mut(),
+                StageConfig::Tfidf(_) => Vec::new(),
+            };
+            for path in paths {
+                *path = resolve(path, base, origin)?;
             }
         }
         pipeline.validate(origin)?;
@@ -224,6 +229,7 @@ impl Pipeline {
             let (name, checked) = match stage {
                 StageConfig::Tfidf(c) => ("tfidf", c.validate()),
                 StageConfig::Backtranslate(c) => ("backtranslate", c.validate()),
+                StageConfig::SceneGraph(c) => ("scene_graph", c.validate()),
             };
             checked.map_err(|m| Error::config(origin, format!("stage {name}: {m}")))?;
         }

@@ -9,11 +9,22 @@ pub mod fsutil;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;
+pub mod ngram;
 pub mod record;
+pub mod scene_graph;
 pub mod shard;
 pub mod stage;
 pub mod synth;
 pub mod text_encoder;
 pub mod tfidf;
+pub mod wordnet;
 
 pub use error::{Error, Result};
+
+/// ../shared/data beside the checkout, or `CMCL_DATA`: real data for unit tests.
+#[cfg(test)]
+pub(crate) fn test_data_dir() -> std::path::PathBuf {
+    std::env::var_os("CMCL_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}

@@ -75,6 +75,33 @@ enum Command {
     },
     /// Summarise a run folder's manifest: inputs, rejects, shards, per-stage statistics.
     Stats { dir: PathBuf },
+    /// Score the scene-graph parser on gold graphs: FACTUAL-format CSV
+    /// (image_id,region_id,caption,scene_graph) or cmcl synth JSONL (pairs.jsonl).
+    ///
+    /// Prints triple precision, recall and F1 (all, attributes, relations) and the exact
+    /// set-match rate; the matching rule is in ARCHITECTURE.md. With --predictions, scores
+    /// another parser's output (same CSV format, same rows) by the same rule instead.
+    EvalParser {
+        gold: PathBuf,
+        /// Another parser's predictions to score instead of parsing.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+        /// WordNet 3.0 database folder (Debian: wordnet-base).
+        #[arg(long, default_value = cmcl::scene_graph::lexicon::DEFAULT_WORDNET_DIR)]
+        wordnet: PathBuf,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Print the scene graph of each caption given (or of each line on standard input).
+    Parse {
+        captions: Vec<String>,
+        #[arg(long, default_value = cmcl::scene_graph::lexicon::DEFAULT_WORDNET_DIR)]
+        wordnet: PathBuf,
+        /// Also print each word's tag, to see why a caption parsed as it did.
+        #[arg(long)]
+        tags: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -148,6 +175,59 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect { path, rows } => print!("{}", cmcl::inspect::inspect(&path, rows)?),
         Command::Stats { dir } => print!("{}", cmcl::inspect::stats(&dir)?),
+        Command::EvalParser {
+            gold,
+            predictions,
+            wordnet,
+            json,
+        } => {
+            use cmcl::scene_graph::{eval, Lexicon, Parser};
+            let captions = eval::read_gold(&gold)?;
+            let report = match predictions {
+                Some(path) => {
+                    let lexicon = Lexicon::load(&wordnet)?;
+                    let predicted = eval::read_predictions(&path, &captions)?;
+                    eval::score(&lexicon, &captions, &predicted)
+                }
+                None => eval::evaluate(&Parser::load(&wordnet)?, &captions),
+            };
+            println!("{report}");
+            if let Some(path) = json {
+                let text = serde_json::to_vec_pretty(&report)?;
+                cmcl::fsutil::write_atomic(&path, |f| {
+                    std::io::Write::write_all(f, &text).map_err(|e| cmcl::Error::io(&path, e))
+                })?;
+            }
+        }
+        Command::Parse {
+            captions,
+            wordnet,
+            tags,
+        } => {
+            let parser = cmcl::scene_graph::Parser::load(&wordnet)?;
+            let captions = if captions.is_empty() {
+                std::io::stdin().lines().collect::<Result<Vec<_>, _>>()?
+            } else {
+                captions
+            };
+            for caption in captions {
+                let graph = parser.parse(&caption);
+                let triples: Vec<String> = graph
+                    .triples()
+                    .iter()
+                    .map(|t| format!("( {} , {} , {} )", t[0], t[1], t[2]))
+                    .collect();
+                println!("{caption}\t{}", triples.join(" , "));
+                if tags {
+                    let tokens = cmcl::scene_graph::tagger::tag(parser.lexicon(), &caption);
+                    let tagged: Vec<String> = tokens
+                        .iter()
+                        .map(|t| format!("{}/{:?}", t.word, t.tag))
+                        .collect();
+                    println!("  {}", tagged.join(" "));
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -99,6 +99,8 @@ pub struct Sequence {
 pub struct BuildContext<'a> {
     /// Where stages keep caches that outlive a run (translations, ...).
     pub cache_dir: &'a Path,
+    /// The pipeline's seed, for stages that sample.
+    pub seed: u64,
 }
 
 impl Sequence {
@@ -117,6 +119,14 @@ impl Sequence {
                     StageConfig::Backtranslate(c) => {
                         Box::new(crate::backtranslate::BacktranslateStage::build(
                             c.clone(),
+                            context.cache_dir,
+                        )?)
+                    }
+                    StageConfig::SceneGraph(c) => {
+                        Box::new(crate::scene_graph::negatives::SceneGraphStage::build(
+                            c.clone(),
+                            corpus,
+                            context.seed,
                             context.cache_dir,
                         )?)
                     }

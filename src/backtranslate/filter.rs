@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::tfidf::ENGLISH_STOP_WORDS;
+use crate::wordnet::{Pos, WordNet};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,8 +15,12 @@ pub struct FilterConfig {
     pub min_similarity: f32,
     /// Lowest token edit distance divided by the longer length: the words must change.
     pub min_edit_ratio: f32,
-    /// Most content words of the original that may be missing from the paraphrase.
+    /// Most content words of the original that may be missing from the paraphrase. A
+    /// word is kept when the paraphrase has it, its stem, or (with WordNet) a synonym.
     pub max_dropped_content_words: usize,
+    /// WordNet 3.0 folder (Debian: wordnet-base) for the synonym check; without it only
+    /// stems match.
+    pub wordnet_dir: Option<std::path::PathBuf>,
     /// Bounds on paraphrase tokens / original tokens.
     pub min_length_ratio: f32,
     pub max_length_ratio: f32,
@@ -27,6 +32,7 @@ impl Default for FilterConfig {
             min_similarity: 0.8,
             min_edit_ratio: 0.1,
             max_dropped_content_words: 2,
+            wordnet_dir: None,
             min_length_ratio: 0.6,
             max_length_ratio: 1.6,
         }
@@ -99,11 +105,26 @@ pub struct Lexical {
     pub length_ratio: f32,
 }
 
+/// True when two words can mean the same: a shared WordNet lemma or synset ("seated" and
+/// "sitting", "photo" and "picture"). Round trips swap words for synonyms all the time;
+/// that is the paraphrase working, not meaning lost.
+pub fn synonyms(wordnet: &WordNet, a: &str, b: &str) -> bool {
+    Pos::ALL.iter().any(|&pos| {
+        let (la, lb) = (wordnet.morphy(a, pos), wordnet.morphy(b, pos));
+        la.iter().any(|x| lb.contains(x))
+            || la
+                .iter()
+                .any(|x| lb.iter().any(|y| wordnet.related(x, y, pos, 0)))
+    })
+}
+
 /// The cheap checks, before any embedding: `Err(reason)` or the measurements.
+/// `same_meaning` says whether two different words may still mean the same.
 pub fn lexical_check(
     config: &FilterConfig,
     original: &str,
     candidate: &str,
+    same_meaning: &dyn Fn(&str, &str) -> bool,
 ) -> Result<Lexical, &'static str> {
     let (a, b) = (tokens(original), tokens(candidate));
     if b.is_empty() {
@@ -123,7 +144,11 @@ pub fn lexical_check(
     let kept: std::collections::HashSet<&str> = b.iter().map(|w| stem(w)).collect();
     let dropped_content_words = a
         .iter()
-        .filter(|w| is_content(w) && !kept.contains(stem(w)))
+        .filter(|w| {
+            is_content(w)
+                && !kept.contains(stem(w))
+                && !b.iter().any(|t| is_content(t) && same_meaning(w, t))
+        })
         .count();
     if dropped_content_words > config.max_dropped_content_words {
         return Err("dropped_content_words");
@@ -140,7 +165,28 @@ mod tests {
     use super::*;
 
     fn check(original: &str, candidate: &str) -> Result<Lexical, &'static str> {
-        lexical_check(&FilterConfig::default(), original, candidate)
+        lexical_check(&FilterConfig::default(), original, candidate, &|_, _| false)
+    }
+
+    #[test]
+    fn synonyms_count_as_kept_words() {
+        let wordnet = WordNet::load(std::path::Path::new("/usr/share/wordnet"))
+            .unwrap_or_else(|e| panic!("{e} (`make apt-deps` installs wordnet-base)"));
+        let same = |a: &str, b: &str| synonyms(&wordnet, a, b);
+        assert!(same("photo", "picture"));
+        assert!(same("sitting", "seated"));
+        assert!(!same("dog", "cat"));
+        let config = FilterConfig::default();
+        let original = "a photo of a man sitting on a sofa";
+        let candidate = "a picture of a man seated on a couch";
+        assert_eq!(
+            lexical_check(&config, original, candidate, &same)
+                .unwrap()
+                .dropped_content_words,
+            0
+        );
+        // Without WordNet the same pair loses three words.
+        assert_eq!(check(original, candidate), Err("dropped_content_words"));
     }
 
     #[test]

@@ -116,6 +116,9 @@ impl BacktranslateConfig {
 
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = vec![&mut self.encoder];
+        if let Some(dir) = &mut self.filter.wordnet_dir {
+            paths.push(dir);
+        }
         if let Some(marian) = &mut self.marian {
             for pair in marian.models.values_mut() {
                 paths.push(&mut pair.to_pivot);
@@ -182,6 +185,8 @@ pub struct BacktranslateStage {
     config: BacktranslateConfig,
     pivots: Vec<Pivot>,
     encoder: TextEncoder,
+    /// For the synonym-aware dropped-word check, when configured.
+    wordnet: Option<crate::wordnet::WordNet>,
     cache: TranslationCache,
     batch_size: usize,
 }
@@ -261,7 +266,14 @@ impl BacktranslateStage {
             _ => config.apertium.batch_size,
         }
         .max(1);
+        let wordnet = match &config.filter.wordnet_dir {
+            Some(dir) => Some(crate::wordnet::WordNet::load(dir).map_err(|e| {
+                Error::model(dir, format!("{e} (install wordnet-base: `make apt-deps`)"))
+            })?),
+            None => None,
+        };
         Ok(BacktranslateStage {
+            wordnet,
             encoder: TextEncoder::load(&config.encoder)?,
             cache: TranslationCache::open(cache_dir)?,
             config,
@@ -387,7 +399,12 @@ impl Stage for BacktranslateStage {
                     continue;
                 }
                 seen[row].push(normalized);
-                match lexical_check(&self.config.filter, &captions[row], &text) {
+                let same_meaning = |a: &str, b: &str| {
+                    self.wordnet
+                        .as_ref()
+                        .is_some_and(|wn| filter::synonyms(wn, a, b))
+                };
+                match lexical_check(&self.config.filter, &captions[row], &text, &same_meaning) {
                     Ok(lexical) => candidates.push(Candidate {
                         row,
                         pivot: p,
@@ -546,6 +563,7 @@ mod tests {
         // Pivot "q" repeats every round trip of "p"; "r" differs only on the first
         // caption, with a second good paraphrase that the cap of one turns away.
         let stage = BacktranslateStage {
+            wordnet: None,
             encoder: crate::text_encoder::tests::minilm(),
             cache: TranslationCache::open(dir.path()).unwrap(),
             config,

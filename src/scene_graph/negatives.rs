@@ -1,0 +1,1470 @@
+//! Phrase- and word-level hard negatives: edit one node of a caption's scene graph (or
+//! swap one pair) so the caption turns false for its image yet stays fluent.
+//!
+//! Every candidate word comes from the caption corpus itself, in the surface form the
+//! corpus used it ("riding", "dogs"), so no inflection rules can produce a non-word. A
+//! replacement must share the original's category (animal for animal, colour for colour,
+//! spatial preposition for spatial preposition), must not be a WordNet synonym, hypernym
+//! or hyponym of it, and among those the language model picks the ones that fit the
+//! context. Each negative then passes the validity checks in [`NegativeChecker`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::lexicon::{AttributeKind, Lexicon, DEFAULT_WORDNET_DIR, SPATIAL_SYNONYMS};
+use super::{Parser, RelationKind, SceneGraph};
+use crate::error::{Error, Result};
+use crate::ngram::{NgramConfig, NgramModel};
+use crate::record::Corpus;
+use crate::stage::{Augmented, Item, Stage, Stats};
+use crate::text_encoder::TextEncoder;
+use crate::wordnet::Pos;
+
+/// SugarCrepe's edit kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditKind {
+    ReplaceObject,
+    ReplaceAttribute,
+    ReplaceRelation,
+    SwapObjects,
+    SwapAttributes,
+}
+
+impl EditKind {
+    pub const ALL: [EditKind; 5] = [
+        EditKind::ReplaceObject,
+        EditKind::ReplaceAttribute,
+        EditKind::ReplaceRelation,
+        EditKind::SwapObjects,
+        EditKind::SwapAttributes,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EditKind::ReplaceObject => "replace_object",
+            EditKind::ReplaceAttribute => "replace_attribute",
+            EditKind::ReplaceRelation => "replace_relation",
+            EditKind::SwapObjects => "swap_objects",
+            EditKind::SwapAttributes => "swap_attributes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SceneGraphConfig {
+    /// WordNet 3.0 database folder (Debian: wordnet-base).
+    #[serde(default = "default_wordnet_dir")]
+    pub wordnet_dir: PathBuf,
+    /// Edit kinds to make, each at most `per_kind` times per caption.
+    #[serde(default = "all_kinds")]
+    pub kinds: Vec<EditKind>,
+    #[serde(default = "one")]
+    pub per_kind: usize,
+    /// Replacements tried per slot: the language model's best this many.
+    #[serde(default = "default_candidates")]
+    pub candidates: usize,
+    /// Same-category words the language model ranks per slot, drawn by seed: scoring every
+    /// noun of a large corpus for every caption would dominate the run.
+    #[serde(default = "default_pool")]
+    pub pool: usize,
+    /// A negative may score at most this much below its original, in mean log-probability
+    /// per token under the caption language model (natural log).
+    #[serde(default = "default_fluency_margin")]
+    pub fluency_margin: f64,
+    #[serde(default)]
+    pub language_model: LanguageModelConfig,
+    /// Sentence encoder folder (all-MiniLM-L6-v2 layout): negatives more similar than
+    /// `max_similarity` to their original are paraphrases and rejected. Without it, the
+    /// WordNet check (no synonym, hypernym or hyponym) is the only paraphrase guard.
+    #[serde(default)]
+    pub encoder: Option<PathBuf>,
+    #[serde(default = "default_max_similarity")]
+    pub max_similarity: f32,
+    /// Words used fewer times than this in the corpus are not offered as replacements.
+    #[serde(default = "default_min_candidate_count")]
+    pub min_candidate_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LanguageModelConfig {
+    #[serde(default = "default_order")]
+    pub order: usize,
+    #[serde(default = "default_min_count")]
+    pub min_count: u32,
+}
+
+impl Default for LanguageModelConfig {
+    fn default() -> Self {
+        LanguageModelConfig {
+            order: default_order(),
+            min_count: default_min_count(),
+        }
+    }
+}
+
+fn default_wordnet_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_WORDNET_DIR)
+}
+fn all_kinds() -> Vec<EditKind> {
+    EditKind::ALL.to_vec()
+}
+fn one() -> usize {
+    1
+}
+fn default_candidates() -> usize {
+    5
+}
+fn default_pool() -> usize {
+    40
+}
+fn default_fluency_margin() -> f64 {
+    0.6
+}
+fn default_max_similarity() -> f32 {
+    0.95
+}
+fn default_min_candidate_count() -> u32 {
+    3
+}
+fn default_order() -> usize {
+    3
+}
+fn default_min_count() -> u32 {
+    2
+}
+
+impl Default for SceneGraphConfig {
+    fn default() -> Self {
+        SceneGraphConfig {
+            wordnet_dir: default_wordnet_dir(),
+            kinds: all_kinds(),
+            per_kind: 1,
+            candidates: default_candidates(),
+            pool: default_pool(),
+            fluency_margin: default_fluency_margin(),
+            language_model: LanguageModelConfig::default(),
+            encoder: None,
+            max_similarity: default_max_similarity(),
+            min_candidate_count: default_min_candidate_count(),
+        }
+    }
+}
+
+impl SceneGraphConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.kinds.is_empty() {
+            return Err("kinds needs at least one edit kind".into());
+        }
+        if self.per_kind == 0 || self.candidates == 0 || self.pool == 0 {
+            return Err("per_kind, candidates and pool must be at least 1".into());
+        }
+        if !(1..=crate::ngram::MAX_ORDER).contains(&self.language_model.order) {
+            return Err(format!(
+                "language_model.order must be 1..={}",
+                crate::ngram::MAX_ORDER
+            ));
+        }
+        if self.fluency_margin < 0.0 || !self.fluency_margin.is_finite() {
+            return Err("fluency_margin must be a non-negative number".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.wordnet_dir];
+        if let Some(encoder) = &mut self.encoder {
+            paths.push(encoder);
+        }
+        paths
+    }
+}
+
+/// One text replacement; a negative is its original with these applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub start: usize,
+    pub end: usize,
+    pub from: String,
+    pub to: String,
+    /// False for agreement fixes ("a" -> "an"), true for the node edit itself.
+    pub node: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edit {
+    pub kind: EditKind,
+    /// Sorted by position, never overlapping.
+    pub replacements: Vec<Replacement>,
+}
+
+impl Edit {
+    /// The original with every replacement applied.
+    pub fn apply(&self, original: &str) -> Option<String> {
+        let mut out = String::with_capacity(original.len() + 16);
+        let mut at = 0;
+        for r in &self.replacements {
+            if r.start < at || r.end > original.len() || original.get(r.start..r.end)? != r.from {
+                return None;
+            }
+            out.push_str(original.get(at..r.start)?);
+            out.push_str(&r.to);
+            at = r.end;
+        }
+        out.push_str(original.get(at..)?);
+        Some(out)
+    }
+
+    /// Node edits: one for a replacement, two for a swap.
+    pub fn node_changes(&self) -> usize {
+        self.replacements.iter().filter(|r| r.node).count()
+    }
+}
+
+/// What the corpus says about the words a replacement may use.
+#[derive(Default)]
+struct Vocabulary {
+    /// Object lemma -> category, singular surface, plural surface, count.
+    objects: BTreeMap<String, ObjectWord>,
+    /// (attribute kind) -> value -> count.
+    attributes: BTreeMap<AttributeKind, BTreeMap<String, u32>>,
+    /// Spatial prepositions as written -> count.
+    spatial: BTreeMap<String, u32>,
+    /// Verb predicates as written ("riding", "sitting on") -> lemma and count.
+    verbs: BTreeMap<String, (String, u32)>,
+}
+
+#[derive(Default, Clone)]
+struct ObjectWord {
+    category: String,
+    singular: Option<String>,
+    plural: Option<String>,
+    count: u32,
+}
+
+/// Nouns that name a part of the picture, not a thing in it: replacing "background" with
+/// "distance" changes no fact.
+const SCENE_POSITIONS: &[&str] = &[
+    "background",
+    "foreground",
+    "distance",
+    "middle",
+    "side",
+    "top",
+    "front",
+    "back",
+    "bottom",
+    "view",
+    "picture",
+    "image",
+    "photo",
+    "photograph",
+    "shot",
+    "close",
+    "closeup",
+    "center",
+    "centre",
+    "corner",
+    "edge",
+    "left",
+    "right",
+    "area",
+    "scene",
+    "way",
+];
+
+/// Coarse object categories, most specific first, each with the lexicographer file its
+/// members' first sense must be in: a replacement stays in the same category.
+const OBJECT_CATEGORIES: &[(&str, &str)] = &[
+    ("person", "noun.person"),
+    ("animal", "noun.animal"),
+    ("plant", "noun.plant"),
+    ("food", "noun.food"),
+    ("vehicle", "noun.artifact"),
+    ("furniture", "noun.artifact"),
+    ("clothing", "noun.artifact"),
+    ("container", "noun.artifact"),
+    ("electronic equipment", "noun.artifact"),
+    ("device", "noun.artifact"),
+    ("structure", "noun.artifact"),
+    ("sports equipment", "noun.artifact"),
+    ("tableware", "noun.artifact"),
+    ("utensil", "noun.artifact"),
+    ("instrument", "noun.artifact"),
+    ("body part", "noun.body"),
+    ("geological formation", "noun.object"),
+    ("body of water", "noun.object"),
+];
+
+fn object_category(lex: &Lexicon, lemma: &str) -> Option<String> {
+    let wn = lex.wordnet();
+    // Only the most frequent sense counts: "shower" the fixture, not one who shows.
+    let first = *wn.lexnames(lemma, Pos::Noun).first()?;
+    for (anchor, lexname) in OBJECT_CATEGORIES {
+        if first == *lexname && wn.is_a(lemma, anchor) {
+            return Some((*anchor).to_string());
+        }
+    }
+    Some(first.to_string())
+}
+
+/// `word` with the capitalisation of the text it replaces ("Small" -> "Compact").
+fn match_case(replaced: &str, word: &str) -> String {
+    let mut chars = word.chars();
+    match (replaced.chars().next(), chars.next()) {
+        (Some(r), Some(first)) if r.is_uppercase() => first.to_uppercase().chain(chars).collect(),
+        _ => word.to_string(),
+    }
+}
+
+/// The stage: parses every caption, learns the vocabulary and the language model from the
+/// corpus, then edits each caption's graph.
+pub struct SceneGraphStage {
+    config: SceneGraphConfig,
+    seed: u64,
+    parser: Parser,
+    vocabulary: Vocabulary,
+    model: NgramModel,
+    encoder: Option<TextEncoder>,
+    /// Parsed graph of every pair, in corpus order.
+    graphs: Vec<SceneGraph>,
+}
+
+impl SceneGraphStage {
+    pub fn build(
+        config: SceneGraphConfig,
+        corpus: &Corpus,
+        seed: u64,
+        cache_dir: &Path,
+    ) -> Result<SceneGraphStage> {
+        let parser = Parser::load(&config.wordnet_dir)?;
+        let graphs: Vec<SceneGraph> = corpus
+            .pairs
+            .par_iter()
+            .map(|p| parser.parse(&p.caption))
+            .collect();
+        let texts: Vec<&str> = corpus
+            .pairs
+            .iter()
+            .map(|p| p.caption.as_str())
+            .chain(corpus.texts.iter().map(|t| t.text.as_str()))
+            .collect();
+        let text_graphs: Vec<SceneGraph> = corpus
+            .texts
+            .par_iter()
+            .map(|t| parser.parse(&t.text))
+            .collect();
+        let mut vocabulary = Vocabulary::default();
+        let captions = corpus
+            .pairs
+            .iter()
+            .map(|p| p.caption.as_str())
+            .chain(corpus.texts.iter().map(|t| t.text.as_str()));
+        for (caption, graph) in captions.zip(graphs.iter().chain(&text_graphs)) {
+            learn(&parser, &mut vocabulary, caption, graph);
+        }
+        let model = language_model(&config.language_model, &texts, cache_dir)?;
+        let encoder = config
+            .encoder
+            .as_deref()
+            .map(TextEncoder::load)
+            .transpose()?;
+        Ok(SceneGraphStage {
+            config,
+            seed,
+            parser,
+            vocabulary,
+            model,
+            encoder,
+            graphs,
+        })
+    }
+
+    /// Candidate negatives for one caption, before the fluency and paraphrase checks.
+    fn candidates(&self, uid: &[u8; 16], caption: &str, graph: &SceneGraph) -> Vec<Edit> {
+        let mut out = Vec::new();
+        for &kind in &self.config.kinds {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, uid, kind));
+            let edits = match kind {
+                EditKind::ReplaceObject => self.replace_objects(caption, graph, &mut rng),
+                EditKind::ReplaceAttribute => self.replace_attributes(caption, graph, &mut rng),
+                EditKind::ReplaceRelation => self.replace_relations(caption, graph, &mut rng),
+                EditKind::SwapObjects => swap_objects(&self.parser, caption, graph, &mut rng),
+                EditKind::SwapAttributes => swap_attributes(caption, graph, &mut rng),
+            };
+            out.extend(edits);
+        }
+        out
+    }
+
+    /// Draws up to `pool` of `words` in seeded order, keeping only those `allowed` says
+    /// are fine; the check runs on drawn words only, as it is the costly part.
+    fn draw(
+        &self,
+        mut words: Vec<&String>,
+        rng: &mut ChaCha8Rng,
+        allowed: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
+        words.shuffle(rng);
+        words
+            .into_iter()
+            .filter(|w| allowed(w))
+            .take(self.config.pool)
+            .cloned()
+            .collect()
+    }
+
+    /// Ranks `words` by how well they read in place of `span`, best first, keeping the
+    /// `candidates` best.
+    fn rank(&self, caption: &str, span: &Range<usize>, words: Vec<String>) -> Vec<String> {
+        let mut scored: Vec<(f64, String)> = words
+            .into_iter()
+            .map(|w| {
+                let text = format!("{}{}{}", &caption[..span.start], w, &caption[span.end..]);
+                (self.model.mean_log_prob(&text), w)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        scored.truncate(self.config.candidates);
+        scored.into_iter().map(|(_, w)| w).collect()
+    }
+
+    fn replace_objects(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Edit> {
+        let lex = self.parser.lexicon();
+        let present: BTreeSet<&str> = graph.objects.iter().map(|o| o.name.as_str()).collect();
+        let mut order: Vec<usize> = (0..graph.objects.len()).collect();
+        order.shuffle(rng);
+        let mut out = Vec::new();
+        for o in order {
+            let object = &graph.objects[o];
+            let Some(entry) = self.vocabulary.objects.get(&object.name) else {
+                continue;
+            };
+            let names: Vec<&String> = self
+                .vocabulary
+                .objects
+                .iter()
+                .filter(|(name, w)| {
+                    w.category == entry.category
+                        && w.count >= self.config.min_candidate_count
+                        && !present.contains(name.as_str())
+                        && if object.plural {
+                            w.plural.is_some()
+                        } else {
+                            w.singular.is_some()
+                        }
+                })
+                .map(|(name, _)| name)
+                .collect();
+            let words: Vec<String> = self
+                .draw(names, rng, |name| {
+                    !lex.wordnet().related(name, &object.name, Pos::Noun, 6)
+                })
+                .iter()
+                .filter_map(|name| {
+                    let w = &self.vocabulary.objects[name];
+                    if object.plural {
+                        w.plural.clone()
+                    } else {
+                        w.singular.clone()
+                    }
+                })
+                .collect();
+            for word in self.rank(caption, &object.head, words) {
+                let mut replacements = vec![Replacement {
+                    start: object.head.start,
+                    end: object.head.end,
+                    from: caption[object.head.clone()].to_string(),
+                    to: match_case(&caption[object.head.clone()], &word),
+                    node: true,
+                }];
+                fix_article(caption, object, &word, &mut replacements);
+                out.push(Edit {
+                    kind: EditKind::ReplaceObject,
+                    replacements,
+                });
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    fn replace_attributes(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Edit> {
+        let wn = self.parser.lexicon().wordnet();
+        let mut order: Vec<usize> = (0..graph.attributes.len()).collect();
+        order.shuffle(rng);
+        let mut out = Vec::new();
+        for a in order {
+            let attribute = &graph.attributes[a];
+            // Counts change the number of the noun too, and states ("hanging", "dressed")
+            // are too often verbs in disguise: only closed, visual kinds are replaced.
+            if !matches!(
+                attribute.kind,
+                AttributeKind::Colour
+                    | AttributeKind::Size
+                    | AttributeKind::Material
+                    | AttributeKind::Age
+                    | AttributeKind::Shape
+            ) {
+                continue;
+            }
+            let same_object: BTreeSet<&str> = graph
+                .attributes
+                .iter()
+                .filter(|b| b.object == attribute.object)
+                .map(|b| b.value.as_str())
+                .collect();
+            let Some(values) = self.vocabulary.attributes.get(&attribute.kind) else {
+                continue;
+            };
+            let values: Vec<&String> = values
+                .iter()
+                .filter(|(v, n)| {
+                    **n >= self.config.min_candidate_count
+                        && !same_object.contains(v.as_str())
+                        && !v.contains(' ')
+                })
+                .map(|(v, _)| v)
+                .collect();
+            let words = self.draw(values, rng, |v| {
+                !wn.related(v, &attribute.value, Pos::Adj, 2)
+                    && !wn.related(v, &attribute.value, Pos::Noun, 4)
+            });
+            let object = &graph.objects[attribute.object];
+            for word in self.rank(caption, &attribute.span, words) {
+                let mut replacements = vec![Replacement {
+                    start: attribute.span.start,
+                    end: attribute.span.end,
+                    from: caption[attribute.span.clone()].to_string(),
+                    to: match_case(&caption[attribute.span.clone()], &word),
+                    node: true,
+                }];
+                // The article agrees with whatever word now follows it.
+                let next_word_start = object
+                    .determiner
+                    .as_ref()
+                    .and_then(|d| next_word(caption, d.end))
+                    .map(|r| r.start);
+                if next_word_start == Some(attribute.span.start) {
+                    fix_article_before(caption, object, &word, &mut replacements);
+                }
+                out.push(Edit {
+                    kind: EditKind::ReplaceAttribute,
+                    replacements,
+                });
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+
+    fn replace_relations(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<Edit> {
+        let lex = self.parser.lexicon();
+        let mut order: Vec<usize> = (0..graph.relations.len()).collect();
+        order.shuffle(rng);
+        let mut out = Vec::new();
+        for r in order {
+            let relation = &graph.relations[r];
+            // "with" and "of" carry possession or company rather than a scene relation.
+            if relation.span.is_empty() || matches!(relation.predicate.as_str(), "with" | "of") {
+                continue;
+            }
+            let written = caption[relation.span.clone()].to_lowercase();
+            let words: Vec<String> = match relation.kind {
+                RelationKind::Spatial => {
+                    let canonical = spatial_canonical(&written);
+                    let prepositions = self
+                        .vocabulary
+                        .spatial
+                        .iter()
+                        .filter(|(p, n)| {
+                            **n >= self.config.min_candidate_count
+                                && !matches!(p.as_str(), "of" | "with" | "for" | "like")
+                        })
+                        .map(|(p, _)| p)
+                        .collect();
+                    self.draw(prepositions, rng, |p| spatial_canonical(p) != canonical)
+                }
+                RelationKind::Verb => {
+                    let form_of =
+                        |w: &str| super::tagger::verb_form(lex, w.split(' ').next().unwrap_or(w));
+                    let form = form_of(&written);
+                    let has_particle = written.contains(' ');
+                    let verb = relation.predicate.split(' ').next().unwrap_or("");
+                    let verbs = self
+                        .vocabulary
+                        .verbs
+                        .iter()
+                        .filter(|(w, (lemma, n))| {
+                            *n >= self.config.min_candidate_count
+                                && w.contains(' ') == has_particle
+                                && lemma.split(' ').next() != Some(verb)
+                        })
+                        .map(|(w, _)| w)
+                        .collect();
+                    self.draw(verbs, rng, |w| {
+                        let lemma = &self.vocabulary.verbs[w].0;
+                        form_of(w) == form
+                            && !lex.wordnet().related(
+                                lemma.split(' ').next().unwrap_or(lemma),
+                                verb,
+                                Pos::Verb,
+                                3,
+                            )
+                    })
+                }
+                RelationKind::Have => continue,
+            };
+            for word in self.rank(caption, &relation.span, words) {
+                out.push(Edit {
+                    kind: EditKind::ReplaceRelation,
+                    replacements: vec![Replacement {
+                        start: relation.span.start,
+                        end: relation.span.end,
+                        from: caption[relation.span.clone()].to_string(),
+                        to: match_case(&caption[relation.span.clone()], &word),
+                        node: true,
+                    }],
+                });
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Fills the vocabulary from one parsed caption.
+fn learn(parser: &Parser, vocabulary: &mut Vocabulary, caption: &str, graph: &SceneGraph) {
+    let lex = parser.lexicon();
+    for object in &graph.objects {
+        // Single-word heads only: a replacement is one word for one word.
+        if object.name.contains(' ') || SCENE_POSITIONS.contains(&object.name.as_str()) {
+            continue;
+        }
+        let written = caption[object.head.clone()].to_lowercase();
+        if !written.chars().all(|c| c.is_alphabetic()) {
+            continue;
+        }
+        let entry = vocabulary.objects.entry(object.name.clone()).or_default();
+        if entry.count == 0 {
+            match object_category(lex, &object.name) {
+                Some(category) => entry.category = category,
+                None => {
+                    vocabulary.objects.remove(&object.name);
+                    continue;
+                }
+            }
+        }
+        entry.count += 1;
+        let slot = if object.plural {
+            &mut entry.plural
+        } else {
+            &mut entry.singular
+        };
+        slot.get_or_insert(written);
+    }
+    for attribute in &graph.attributes {
+        if attribute.value.chars().all(|c| c.is_alphabetic()) {
+            *vocabulary
+                .attributes
+                .entry(attribute.kind)
+                .or_default()
+                .entry(attribute.value.clone())
+                .or_insert(0) += 1;
+        }
+    }
+    for relation in &graph.relations {
+        if relation.span.is_empty() {
+            continue;
+        }
+        let written = caption[relation.span.clone()].to_lowercase();
+        match relation.kind {
+            RelationKind::Spatial => *vocabulary.spatial.entry(written).or_insert(0) += 1,
+            RelationKind::Verb => {
+                vocabulary
+                    .verbs
+                    .entry(written)
+                    .or_insert_with(|| (relation.predicate.clone(), 0))
+                    .1 += 1
+            }
+            RelationKind::Have => {}
+        }
+    }
+}
+
+fn spatial_canonical(preposition: &str) -> String {
+    let bare: Vec<&str> = preposition
+        .split(' ')
+        .filter(|w| !matches!(*w, "a" | "an" | "the"))
+        .collect();
+    let bare = bare.join(" ");
+    SPATIAL_SYNONYMS
+        .iter()
+        .find(|(from, _)| {
+            from.split(' ')
+                .filter(|w| *w != "the")
+                .collect::<Vec<_>>()
+                .join(" ")
+                == bare
+        })
+        .map_or(bare.clone(), |(_, to)| to.to_string())
+}
+
+/// Trains the caption language model, or loads it from the cache when the same texts and
+/// settings trained it before.
+fn language_model(
+    config: &LanguageModelConfig,
+    texts: &[&str],
+    cache_dir: &Path,
+) -> Result<NgramModel> {
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "order={} min_count={}\n",
+        config.order, config.min_count
+    ));
+    for t in texts {
+        hasher.update((t.len() as u64).to_le_bytes());
+        hasher.update(t.as_bytes());
+    }
+    let key = crate::fsutil::hex(&hasher.finalize()[..12]);
+    let path = cache_dir.join("index").join(format!("ngram-{key}.bin"));
+    if path.is_file() {
+        if let Ok(model) = NgramModel::load(&path) {
+            return Ok(model);
+        }
+    }
+    let model = NgramModel::train(
+        texts.iter().copied(),
+        &NgramConfig {
+            order: config.order,
+            min_count: config.min_count,
+        },
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    model.save(&path).map_err(|e| Error::model(&path, e))?;
+    Ok(model)
+}
+
+fn mix(seed: u64, uid: &[u8; 16], kind: EditKind) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(seed.to_le_bytes());
+    hasher.update(uid);
+    hasher.update(kind.name().as_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Byte range of the first word at or after `at`.
+fn next_word(text: &str, at: usize) -> Option<Range<usize>> {
+    let rest = text.get(at..)?;
+    let start = at + rest.len() - rest.trim_start().len();
+    let len = text[start..]
+        .find(|c: char| !c.is_alphanumeric() && c != '-' && c != '\'')
+        .unwrap_or(text.len() - start);
+    (len > 0).then_some(start..start + len)
+}
+
+/// "a"/"an" as the next word needs it. Spelling rules only: captions rarely start a noun
+/// with a silent "h" or a "you" sound, and the fluency check catches the rest.
+pub fn article_for(next: &str) -> &'static str {
+    let lower = next.to_lowercase();
+    let vowel_sound = lower.starts_with(['a', 'e', 'i', 'o'])
+        || (lower.starts_with('u') && !lower.starts_with("uni") && !lower.starts_with("use"))
+        || lower.starts_with("hour")
+        || lower.starts_with("honest");
+    let one_like = lower.starts_with("one") || lower.starts_with("eu");
+    if vowel_sound && !one_like {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// Rewrites the object's article when `word` replaces the word right after it.
+fn fix_article(
+    caption: &str,
+    object: &super::Object,
+    word: &str,
+    replacements: &mut Vec<Replacement>,
+) {
+    let follows = object
+        .determiner
+        .as_ref()
+        .and_then(|d| next_word(caption, d.end))
+        .is_some_and(|w| w.start == object.head.start);
+    if follows {
+        fix_article_before(caption, object, word, replacements);
+    }
+}
+
+fn fix_article_before(
+    caption: &str,
+    object: &super::Object,
+    word: &str,
+    replacements: &mut Vec<Replacement>,
+) {
+    let Some(det) = &object.determiner else {
+        return;
+    };
+    let written = &caption[det.clone()];
+    let lower = written.to_lowercase();
+    if lower != "a" && lower != "an" {
+        return;
+    }
+    let wanted = article_for(word);
+    if lower != wanted {
+        let to = if written.starts_with('A') {
+            let mut s = wanted.to_string();
+            s[..1].make_ascii_uppercase();
+            s
+        } else {
+            wanted.to_string()
+        };
+        replacements.insert(
+            0,
+            Replacement {
+                start: det.start,
+                end: det.end,
+                from: written.to_string(),
+                to,
+                node: false,
+            },
+        );
+        replacements.sort_by_key(|r| r.start);
+    }
+}
+
+/// Exchanges two objects' head nouns, each taking the number of the slot it moves into
+/// ("a man riding a horse" -> "a horse riding a man"), as the corpus spells it.
+fn swap_objects(
+    parser: &Parser,
+    caption: &str,
+    graph: &SceneGraph,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Edit> {
+    let lex = parser.lexicon();
+    let mut pairs = Vec::new();
+    for a in 0..graph.objects.len() {
+        for b in a + 1..graph.objects.len() {
+            let (x, y) = (&graph.objects[a], &graph.objects[b]);
+            if x.name != y.name
+                && !x.name.contains(' ')
+                && !y.name.contains(' ')
+                && !SCENE_POSITIONS.contains(&x.name.as_str())
+                && !SCENE_POSITIONS.contains(&y.name.as_str())
+                // Synonyms only: "man" and "horse" share a chess-piece hypernym, yet
+                // swapping them is exactly the edit wanted.
+                && !lex.wordnet().related(&x.name, &y.name, Pos::Noun, 0)
+            {
+                pairs.push((a, b));
+            }
+        }
+    }
+    pairs.shuffle(rng);
+    let mut out = Vec::new();
+    for (a, b) in pairs {
+        let (x, y) = (&graph.objects[a], &graph.objects[b]);
+        let x_word = &caption[x.head.clone()];
+        let y_word = &caption[y.head.clone()];
+        // Same number in both slots keeps every verb agreeing; otherwise skip the pair.
+        // A swap that leaves the graph as it was ("a dog and a cat") is a paraphrase.
+        if x.plural != y.plural || swap_keeps_graph(graph, &x.name, &y.name) {
+            continue;
+        }
+        let mut replacements = vec![
+            Replacement {
+                start: x.head.start,
+                end: x.head.end,
+                from: x_word.to_string(),
+                to: match_case(x_word, &y_word.to_lowercase()),
+                node: true,
+            },
+            Replacement {
+                start: y.head.start,
+                end: y.head.end,
+                from: y_word.to_string(),
+                to: match_case(y_word, &x_word.to_lowercase()),
+                node: true,
+            },
+        ];
+        fix_article(caption, x, y_word, &mut replacements);
+        fix_article(caption, y, x_word, &mut replacements);
+        out.push(Edit {
+            kind: EditKind::SwapObjects,
+            replacements,
+        });
+    }
+    out
+}
+
+/// True when exchanging the names `a` and `b` gives the same set of triples.
+fn swap_keeps_graph(graph: &SceneGraph, a: &str, b: &str) -> bool {
+    let swap = |name: &String| {
+        if name == a {
+            b.to_string()
+        } else if name == b {
+            a.to_string()
+        } else {
+            name.clone()
+        }
+    };
+    let triples: BTreeSet<[String; 3]> = graph.triples().into_iter().collect();
+    let swapped: BTreeSet<[String; 3]> = graph
+        .triples()
+        .into_iter()
+        .map(|[s, p, o]| {
+            // Attribute values stay; only object names move.
+            let o = if p == "is" { o } else { swap(&o) };
+            [swap(&s), p, o]
+        })
+        .collect();
+    triples == swapped
+}
+
+/// Exchanges same-kind attributes of two different objects ("a black dog and a white cat"
+/// -> "a white dog and a black cat").
+fn swap_attributes(caption: &str, graph: &SceneGraph, rng: &mut ChaCha8Rng) -> Vec<Edit> {
+    let mut pairs = Vec::new();
+    for (i, a) in graph.attributes.iter().enumerate() {
+        for (j, b) in graph.attributes.iter().enumerate().skip(i + 1) {
+            if a.object != b.object
+                && a.kind == b.kind
+                && a.kind != AttributeKind::Count
+                && a.value != b.value
+                && graph.objects[a.object].name != graph.objects[b.object].name
+            {
+                pairs.push((i, j));
+            }
+        }
+    }
+    pairs.shuffle(rng);
+    pairs
+        .into_iter()
+        .map(|(i, j)| swap_attribute_pair(caption, graph, i, j))
+        .collect()
+}
+
+fn swap_attribute_pair(caption: &str, graph: &SceneGraph, i: usize, j: usize) -> Edit {
+    let (a, b) = (&graph.attributes[i], &graph.attributes[j]);
+    let a_text = &caption[a.span.clone()];
+    let b_text = &caption[b.span.clone()];
+    let mut replacements = vec![
+        Replacement {
+            start: a.span.start,
+            end: a.span.end,
+            from: a_text.to_string(),
+            to: match_case(a_text, &b_text.to_lowercase()),
+            node: true,
+        },
+        Replacement {
+            start: b.span.start,
+            end: b.span.end,
+            from: b_text.to_string(),
+            to: match_case(b_text, &a_text.to_lowercase()),
+            node: true,
+        },
+    ];
+    for (attribute, word) in [(a, b_text), (b, a_text)] {
+        let object = &graph.objects[attribute.object];
+        let first_after_det = object
+            .determiner
+            .as_ref()
+            .and_then(|d| next_word(caption, d.end))
+            .is_some_and(|w| w.start == attribute.span.start);
+        if first_after_det {
+            fix_article_before(caption, object, word, &mut replacements);
+        }
+    }
+    replacements.sort_by_key(|r| r.start);
+    Edit {
+        kind: EditKind::SwapAttributes,
+        replacements,
+    }
+}
+
+/// Why a candidate negative was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    EditMismatch,
+    Unchanged,
+    NotFluent,
+    Paraphrase,
+}
+
+impl Stage for SceneGraphStage {
+    fn name(&self) -> &str {
+        "scene_graph"
+    }
+
+    fn augment(
+        &self,
+        corpus: &Corpus,
+        rows: Range<usize>,
+        out: &mut [Augmented],
+        stats: &mut Stats,
+    ) -> Result<()> {
+        struct Candidate {
+            edit: Edit,
+            text: String,
+            fluency: f64,
+            verdict: Verdict,
+        }
+        let per_pair: Vec<Vec<Candidate>> = rows
+            .clone()
+            .into_par_iter()
+            .map(|row| {
+                let pair = &corpus.pairs[row];
+                let original = self.model.mean_log_prob(&pair.caption);
+                self.candidates(&pair.uid, &pair.caption, &self.graphs[row])
+                    .into_iter()
+                    .map(|edit| {
+                        let (text, verdict, fluency) = match edit.apply(&pair.caption) {
+                            None => (String::new(), Verdict::EditMismatch, 0.0),
+                            Some(text) if text.to_lowercase() == pair.caption.to_lowercase() => {
+                                (text, Verdict::Unchanged, 0.0)
+                            }
+                            Some(text) => {
+                                let delta = self.model.mean_log_prob(&text) - original;
+                                let verdict = if delta < -self.config.fluency_margin {
+                                    Verdict::NotFluent
+                                } else {
+                                    Verdict::Keep
+                                };
+                                (text, verdict, delta)
+                            }
+                        };
+                        Candidate {
+                            edit,
+                            text,
+                            fluency,
+                            verdict,
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut per_pair = per_pair;
+        if let Some(encoder) = &self.encoder {
+            // One batch per shard, each original once: the encoder is the slow part.
+            let mut texts: Vec<&str> = Vec::new();
+            let mut owners = Vec::new();
+            for (i, candidates) in per_pair.iter().enumerate() {
+                let mut original_at = None;
+                for (k, c) in candidates.iter().enumerate() {
+                    if c.verdict == Verdict::Keep {
+                        let at = *original_at.get_or_insert_with(|| {
+                            texts.push(corpus.pairs[rows.start + i].caption.as_str());
+                            texts.len() - 1
+                        });
+                        texts.push(c.text.as_str());
+                        owners.push((i, k, at, texts.len() - 1));
+                    }
+                }
+            }
+            let vectors = encoder.encode(&texts)?;
+            for (i, k, original, negative) in owners {
+                let sim: f32 = vectors[original]
+                    .iter()
+                    .zip(&vectors[negative])
+                    .map(|(a, b)| a * b)
+                    .sum();
+                if sim > self.config.max_similarity {
+                    per_pair[i][k].verdict = Verdict::Paraphrase;
+                }
+            }
+        }
+        let stats = stats.entry(self.name().to_string()).or_default();
+        for (candidates, aug) in per_pair.into_iter().zip(out.iter_mut()) {
+            for kind in &self.config.kinds {
+                if !candidates.iter().any(|c| c.edit.kind == *kind) {
+                    stats.count(&format!("no_candidate.{}", kind.name()), 1);
+                }
+            }
+            let mut kept: HashMap<EditKind, usize> = HashMap::new();
+            let mut seen_texts: BTreeSet<String> = BTreeSet::new();
+            let mut any = false;
+            for c in candidates {
+                let kind = c.edit.kind;
+                match c.verdict {
+                    Verdict::EditMismatch => stats.reject("edit_mismatch", 1),
+                    Verdict::Unchanged => stats.reject("unchanged", 1),
+                    Verdict::NotFluent => stats.reject(&format!("not_fluent.{}", kind.name()), 1),
+                    Verdict::Paraphrase => stats.reject(&format!("paraphrase.{}", kind.name()), 1),
+                    Verdict::Keep => {
+                        let n = kept.entry(kind).or_insert(0);
+                        if *n >= self.config.per_kind || !seen_texts.insert(c.text.clone()) {
+                            continue;
+                        }
+                        *n += 1;
+                        any = true;
+                        stats.produced += 1;
+                        stats.count(&format!("emitted.{}", kind.name()), 1);
+                        if matches!(c.edit.node_changes(), 1 | 2) {
+                            stats.count("single_node_edits", 1);
+                        }
+                        aug.negatives.push(Item {
+                            text: Some(c.text),
+                            ref_id: None,
+                            kind: kind.name().to_string(),
+                            generator: "scene_graph".into(),
+                            params: serde_json::json!({
+                                "edit": c.edit.replacements,
+                                "fluency_delta": c.fluency,
+                            })
+                            .to_string(),
+                            score: c.fluency as f32,
+                        });
+                    }
+                }
+            }
+            stats.count("captions", 1);
+            if any {
+                stats.count("captions_with_negative", 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{pair_uid, Pair};
+    use proptest::prelude::*;
+
+    fn corpus(captions: &[&str]) -> Corpus {
+        Corpus {
+            pairs: captions
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Pair {
+                    uid: pair_uid("t", &i.to_string(), c),
+                    dataset: "t".into(),
+                    image_id: i.to_string(),
+                    caption_id: None,
+                    caption: c.to_string(),
+                    image_path: None,
+                    image_vector: None,
+                    objects: None,
+                    source: format!("test:{i}"),
+                })
+                .collect(),
+            ..Corpus::default()
+        }
+    }
+
+    fn stage(captions: &[&str], kinds: &[EditKind]) -> (SceneGraphStage, Corpus) {
+        let corpus = corpus(captions);
+        let config = SceneGraphConfig {
+            kinds: kinds.to_vec(),
+            min_candidate_count: 1,
+            // Tiny corpora give a rough model; these tests check the edits themselves.
+            fluency_margin: 100.0,
+            ..SceneGraphConfig::default()
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let stage = SceneGraphStage::build(config, &corpus, 7, cache.path())
+            .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"));
+        (stage, corpus)
+    }
+
+    /// The negatives made for the first caption.
+    fn negatives(captions: &[&str], kind: EditKind) -> Vec<String> {
+        let (stage, corpus) = stage(captions, &[kind]);
+        let mut out = vec![Augmented::default()];
+        let mut stats = Stats::new();
+        stage.augment(&corpus, 0..1, &mut out, &mut stats).unwrap();
+        out[0]
+            .negatives
+            .iter()
+            .filter_map(|n| n.text.clone())
+            .collect()
+    }
+
+    #[test]
+    fn replace_object_keeps_the_category_and_fixes_the_article() {
+        let got = negatives(
+            &[
+                "a dog on a bed",
+                "an elephant near a tree",
+                "a chair in a room",
+            ],
+            EditKind::ReplaceObject,
+        );
+        // The only other animal is the elephant; chair and room are not animals.
+        assert!(got.contains(&"an elephant on a bed".to_string()), "{got:?}");
+        assert!(!got.iter().any(|g| g.contains("chair")), "{got:?}");
+    }
+
+    #[test]
+    fn replace_object_never_uses_synonyms_or_hypernyms() {
+        let got = negatives(
+            &[
+                "a dog on a bed",
+                "a puppy on a mat",
+                "an animal near a tree",
+                "a bed and a mat",
+            ],
+            EditKind::ReplaceObject,
+        );
+        for bad in ["puppy", "animal"] {
+            assert!(!got.iter().any(|g| g.contains(bad)), "{bad}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn replace_attribute_stays_within_its_kind() {
+        let got = negatives(
+            &[
+                "a red apple on a table",
+                "an orange car",
+                "a small dog",
+                "a wooden chair",
+            ],
+            EditKind::ReplaceAttribute,
+        );
+        assert_eq!(got, vec!["an orange apple on a table".to_string()]);
+    }
+
+    #[test]
+    fn replace_relation_changes_the_preposition() {
+        let got = negatives(
+            &[
+                "a cat on a table",
+                "a dog under a chair",
+                "a cup with a spoon",
+            ],
+            EditKind::ReplaceRelation,
+        );
+        assert_eq!(got, vec!["a cat under a table".to_string()]);
+    }
+
+    #[test]
+    fn replace_relation_changes_the_verb_in_the_same_form() {
+        let got = negatives(
+            &[
+                "a man riding a horse",
+                "a woman holding an umbrella",
+                "a boy holds a kite",
+            ],
+            EditKind::ReplaceRelation,
+        );
+        assert_eq!(got, vec!["a man holding a horse".to_string()]);
+    }
+
+    #[test]
+    fn swap_objects_exchanges_heads_and_articles() {
+        let got = negatives(&["an elephant next to a dog"], EditKind::SwapObjects);
+        assert_eq!(got, vec!["a dog next to an elephant".to_string()]);
+        let got = negatives(&["a man riding a horse"], EditKind::SwapObjects);
+        assert_eq!(got, vec!["a horse riding a man".to_string()]);
+    }
+
+    #[test]
+    fn swap_attributes_exchanges_values_between_objects() {
+        let got = negatives(&["a black dog and a white cat"], EditKind::SwapAttributes);
+        assert_eq!(got, vec!["a white dog and a black cat".to_string()]);
+        let got = negatives(
+            &["a red apple and an orange ball"],
+            EditKind::SwapAttributes,
+        );
+        assert_eq!(got, vec!["an orange apple and a red ball".to_string()]);
+    }
+
+    #[test]
+    fn no_valid_edit_means_no_negative() {
+        assert!(negatives(&["a dog"], EditKind::SwapObjects).is_empty());
+        assert!(negatives(&["a dog"], EditKind::ReplaceRelation).is_empty());
+        assert!(negatives(&["a black dog"], EditKind::SwapAttributes).is_empty());
+        // Two dogs: swapping equal heads changes nothing.
+        assert!(negatives(&["a dog next to a dog"], EditKind::SwapObjects).is_empty());
+        // Swapping coordinated objects says the same thing.
+        assert!(negatives(&["a black dog and a black cat"], EditKind::SwapObjects).is_empty());
+        // The only other colour word is a synonym-free match, but nothing else is a colour.
+        assert!(negatives(&["a red car", "a car"], EditKind::ReplaceAttribute).is_empty());
+    }
+
+    #[test]
+    fn unfluent_negatives_are_rejected_and_counted() {
+        let captions = [
+            "a man riding a horse on a beach",
+            "a man riding a horse on a beach",
+            "a man riding a horse on a beach",
+            "a dog on a bed",
+            "a horse on a beach",
+        ];
+        let corpus = corpus(&captions);
+        let config = SceneGraphConfig {
+            kinds: vec![EditKind::SwapObjects],
+            min_candidate_count: 1,
+            fluency_margin: 0.0,
+            ..SceneGraphConfig::default()
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let stage = SceneGraphStage::build(config, &corpus, 7, cache.path()).unwrap();
+        let mut out = vec![Augmented::default()];
+        let mut stats = Stats::new();
+        stage.augment(&corpus, 0..1, &mut out, &mut stats).unwrap();
+        let s = &stats["scene_graph"];
+        assert!(out[0].negatives.is_empty(), "{:?}", out[0].negatives);
+        assert!(
+            s.rejected
+                .get("not_fluent.swap_objects")
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn the_language_model_is_cached_by_content() {
+        let corpus = corpus(&["a dog on a bed", "a cat on a mat"]);
+        let cache = tempfile::tempdir().unwrap();
+        let build = || {
+            SceneGraphStage::build(SceneGraphConfig::default(), &corpus, 1, cache.path()).unwrap()
+        };
+        build();
+        let files: Vec<_> = std::fs::read_dir(cache.path().join("index"))
+            .unwrap()
+            .collect();
+        assert_eq!(files.len(), 1);
+        build();
+        assert_eq!(
+            std::fs::read_dir(cache.path().join("index"))
+                .unwrap()
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn edits_refuse_to_apply_to_other_text() {
+        let edit = Edit {
+            kind: EditKind::ReplaceObject,
+            replacements: vec![Replacement {
+                start: 2,
+                end: 5,
+                from: "dog".into(),
+                to: "cat".into(),
+                node: true,
+            }],
+        };
+        assert_eq!(edit.apply("a dog").as_deref(), Some("a cat"));
+        assert_eq!(edit.apply("a pig"), None);
+        assert_eq!(edit.apply("a d"), None);
+    }
+
+    #[test]
+    fn articles_follow_sound() {
+        assert_eq!(article_for("elephant"), "an");
+        assert_eq!(article_for("dog"), "a");
+        assert_eq!(article_for("umbrella"), "an");
+        assert_eq!(article_for("unicorn"), "a");
+        assert_eq!(article_for("hour"), "an");
+        assert_eq!(article_for("one"), "a");
+    }
+
+    /// Splices the recorded replacements back to front: an independent way to apply them.
+    fn splice(original: &str, replacements: &[serde_json::Value]) -> String {
+        let mut text = original.to_string();
+        for r in replacements.iter().rev() {
+            let (start, end) = (
+                r["start"].as_u64().unwrap() as usize,
+                r["end"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(&text[start..end], r["from"].as_str().unwrap());
+            text.replace_range(start..end, r["to"].as_str().unwrap());
+        }
+        text
+    }
+
+    const ADJECTIVES: &[&str] = &["red", "black", "small", "large", "wooden", "white", "old"];
+    const NOUNS: &[&str] = &[
+        "dog", "cat", "man", "horse", "table", "car", "apple", "elephant",
+    ];
+    const LINKS: &[&str] = &[
+        "on", "under", "next to", "riding", "holding", "near", "behind",
+    ];
+
+    fn phrase() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(ADJECTIVES),
+            prop::sample::select(NOUNS),
+            any::<bool>(),
+        )
+            .prop_map(|(adjective, noun, with_adjective)| {
+                let words = if with_adjective {
+                    format!("{adjective} {noun}")
+                } else {
+                    noun.to_string()
+                };
+                format!("{} {words}", article_for(&words))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn recorded_edits_reproduce_every_negative(
+            captions in prop::collection::vec(
+                (phrase(), prop::sample::select(LINKS), phrase())
+                    .prop_map(|(a, link, b)| format!("{a} {link} {b}")),
+                4..10,
+            )
+        ) {
+            let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+            let (stage, corpus) = stage(&refs, &EditKind::ALL);
+            let mut out = vec![Augmented::default(); corpus.pairs.len()];
+            let mut stats = Stats::new();
+            stage.augment(&corpus, 0..corpus.pairs.len(), &mut out, &mut stats).unwrap();
+            for (pair, aug) in corpus.pairs.iter().zip(&out) {
+                for n in &aug.negatives {
+                    let params: serde_json::Value = serde_json::from_str(&n.params).unwrap();
+                    let replacements = params["edit"].as_array().unwrap();
+                    prop_assert_eq!(splice(&pair.caption, replacements), n.text.clone().unwrap());
+                    let nodes = replacements.iter().filter(|r| r["node"] == true).count();
+                    let expected = if n.kind.starts_with("swap") { 2 } else { 1 };
+                    prop_assert_eq!(nodes, expected);
+                    prop_assert_ne!(n.text.as_deref(), Some(pair.caption.as_str()));
+                }
+            }
+        }
+    }
+}
