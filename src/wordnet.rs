@@ -634,6 +634,21 @@ impl WordNet {
         false
     }
 
+    /// True when adjectives `a` and `b` share a synset or one is a satellite of the
+    /// other's head synset ("tiny" and "small", "huge" and "large"). Adjectives have no
+    /// hypernyms; this is WordNet's notion of nearly the same meaning. Two satellites of
+    /// one head are not enough: every colour is a satellite of "chromatic".
+    pub fn similar_adjectives(&self, a: &str, b: &str) -> bool {
+        let (sa, sb) = (self.synsets_of(a, Pos::Adj), self.synsets_of(b, Pos::Adj));
+        let points_into = |from: &[u32], to: &[u32]| {
+            from.iter().any(|&id| {
+                self.ptrs_of(id, PtrKind::Similar)
+                    .any(|p| to.contains(&p.target))
+            })
+        };
+        sa.iter().any(|s| sb.contains(s)) || points_into(sa, sb) || points_into(sb, sa)
+    }
+
     /// Nouns that some sense of adjective `lemma` is a value of (the `=` pointer, e.g.
     /// "large" -> "size"). A satellite without one borrows its head's through `&`,
     /// since WordNet records attributes on head synsets only. Sorted, deduplicated.
@@ -785,6 +800,16 @@ mod tests {
         let nouns: Vec<&str> = wn.lemmas(Pos::Noun).collect();
         assert!(nouns.windows(2).all(|w| w[0] < w[1]));
         assert!(nouns.contains(&"hot dog"));
+    }
+
+    #[test]
+    fn similar_adjective_clusters() {
+        let Some(wn) = wn() else { return };
+        assert!(wn.similar_adjectives("tiny", "small"));
+        assert!(wn.similar_adjectives("small", "little"));
+        assert!(wn.similar_adjectives("huge", "large"));
+        assert!(!wn.similar_adjectives("small", "large"));
+        assert!(!wn.similar_adjectives("red", "blue"));
     }
 
     #[test]

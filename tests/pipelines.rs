@@ -28,19 +28,6 @@ fn every_pipeline_file_parses_and_validates() {
     }
 }
 
-/// The shared data folder beside the checkout (CI has it too).
-fn shared_data() -> PathBuf {
-    let dir = std::env::var("CMCL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
-    assert!(
-        dir.join("README.md").exists(),
-        "shared data not found at {}; set CMCL_DATA",
-        dir.display()
-    );
-    dir
-}
-
 #[test]
 fn coco_mini_gets_object_labels_and_image_paths() {
     let data = shared_data();

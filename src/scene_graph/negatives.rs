@@ -400,7 +400,9 @@ impl SceneGraphStage {
                 EditKind::ReplaceAttribute => self.replace_attributes(caption, graph, &mut rng),
                 EditKind::ReplaceRelation => self.replace_relations(caption, graph, &mut rng),
                 EditKind::SwapObjects => swap_objects(&self.parser, caption, graph, &mut rng),
-                EditKind::SwapAttributes => swap_attributes(caption, graph, &mut rng),
+                EditKind::SwapAttributes => {
+                    swap_attributes(self.parser.lexicon().wordnet(), caption, graph, &mut rng)
+                }
             };
             out.extend(edits);
         }
@@ -549,7 +551,7 @@ impl SceneGraphStage {
                 .map(|(v, _)| v)
                 .collect();
             let words = self.draw(values, rng, |v| {
-                !wn.related(v, &attribute.value, Pos::Adj, 2)
+                !wn.similar_adjectives(v, &attribute.value)
                     && !wn.related(v, &attribute.value, Pos::Noun, 4)
             });
             let object = &graph.objects[attribute.object];
@@ -958,7 +960,12 @@ fn swap_keeps_graph(graph: &SceneGraph, a: &str, b: &str) -> bool {
 
 /// Exchanges same-kind attributes of two different objects ("a black dog and a white cat"
 /// -> "a white dog and a black cat").
-fn swap_attributes(caption: &str, graph: &SceneGraph, rng: &mut ChaCha8Rng) -> Vec<Edit> {
+fn swap_attributes(
+    wordnet: &crate::wordnet::WordNet,
+    caption: &str,
+    graph: &SceneGraph,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Edit> {
     let mut pairs = Vec::new();
     for (i, a) in graph.attributes.iter().enumerate() {
         for (j, b) in graph.attributes.iter().enumerate().skip(i + 1) {
@@ -966,6 +973,7 @@ fn swap_attributes(caption: &str, graph: &SceneGraph, rng: &mut ChaCha8Rng) -> V
                 && a.kind == b.kind
                 && a.kind != AttributeKind::Count
                 && a.value != b.value
+                && !wordnet.similar_adjectives(&a.value, &b.value)
                 && graph.objects[a.object].name != graph.objects[b.object].name
             {
                 pairs.push((i, j));
@@ -1312,6 +1320,9 @@ mod tests {
         assert!(negatives(&["a dog"], EditKind::SwapObjects).is_empty());
         assert!(negatives(&["a dog"], EditKind::ReplaceRelation).is_empty());
         assert!(negatives(&["a black dog"], EditKind::SwapAttributes).is_empty());
+        // "tiny" and "small" say nearly the same: neither swapped nor replaced.
+        assert!(negatives(&["a tiny dog and a small cat"], EditKind::SwapAttributes).is_empty());
+        assert!(negatives(&["a small dog", "a tiny cat"], EditKind::ReplaceAttribute).is_empty());
         // Two dogs: swapping equal heads changes nothing.
         assert!(negatives(&["a dog next to a dog"], EditKind::SwapObjects).is_empty());
         // Swapping coordinated objects says the same thing.

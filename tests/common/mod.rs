@@ -123,3 +123,16 @@ pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
+
+/// The shared data folder beside the checkout (CI has it too).
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var("CMCL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    assert!(
+        dir.join("README.md").exists(),
+        "shared data not found at {}; set CMCL_DATA",
+        dir.display()
+    );
+    dir
+}
