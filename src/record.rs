@@ -62,6 +62,29 @@ impl Pair {
     }
 }
 
+/// A corpus of pairs with these captions, one image each, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_corpus<'a>(captions: impl IntoIterator<Item = &'a str>) -> Corpus {
+    Corpus {
+        pairs: captions
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Pair {
+                uid: pair_uid("t", &i.to_string(), c),
+                dataset: "t".into(),
+                image_id: i.to_string(),
+                caption_id: None,
+                caption: c.to_string(),
+                image_path: None,
+                image_vector: None,
+                objects: None,
+                source: format!("t:{i}"),
+            })
+            .collect(),
+        ..Corpus::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

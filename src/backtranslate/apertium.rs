@@ -359,6 +359,17 @@ impl Drop for Apertium {
 
 /// True when `command` can translate with `mode` (for the `auto` backend choice): starts
 /// it and translates one word, so it takes about half a second.
+/// The English -> pivot and pivot -> English modes for `pivot`, when both work. Apertium
+/// names pairs by three-letter codes ("eng-spa") or, in older packages, two ("en-eo").
+pub fn modes(command: &str, pivot: &str) -> Option<(String, String)> {
+    [("eng", pivot), ("en", pivot)]
+        .iter()
+        .find_map(|(english, pivot)| {
+            let (to, from) = (format!("{english}-{pivot}"), format!("{pivot}-{english}"));
+            (available(command, &to) && available(command, &from)).then_some((to, from))
+        })
+}
+
 pub fn available(command: &str, mode: &str) -> bool {
     let options = ApertiumOptions {
         command: command.to_string(),

@@ -118,13 +118,44 @@ pub fn synonyms(wordnet: &WordNet, a: &str, b: &str) -> bool {
     })
 }
 
+/// Word knowledge the lexical checks may use; without WordNet every word is known and
+/// only identical stems count as the same word.
+pub trait Vocabulary {
+    /// Whether two different words may mean the same.
+    fn same_meaning(&self, a: &str, b: &str) -> bool;
+    /// Whether `word` is English at all (not a pivot word the round trip left behind).
+    fn is_known(&self, word: &str) -> bool;
+}
+
+/// No word knowledge.
+pub struct NoVocabulary;
+
+impl Vocabulary for NoVocabulary {
+    fn same_meaning(&self, _: &str, _: &str) -> bool {
+        false
+    }
+    fn is_known(&self, _: &str) -> bool {
+        true
+    }
+}
+
+impl Vocabulary for WordNet {
+    fn same_meaning(&self, a: &str, b: &str) -> bool {
+        synonyms(self, a, b)
+    }
+    fn is_known(&self, word: &str) -> bool {
+        Pos::ALL
+            .iter()
+            .any(|&pos| !self.morphy(word, pos).is_empty())
+    }
+}
+
 /// The cheap checks, before any embedding: `Err(reason)` or the measurements.
-/// `same_meaning` says whether two different words may still mean the same.
 pub fn lexical_check(
     config: &FilterConfig,
     original: &str,
     candidate: &str,
-    same_meaning: &dyn Fn(&str, &str) -> bool,
+    vocabulary: &dyn Vocabulary,
 ) -> Result<Lexical, &'static str> {
     let (a, b) = (tokens(original), tokens(candidate));
     if b.is_empty() {
@@ -147,11 +178,23 @@ pub fn lexical_check(
         .filter(|w| {
             is_content(w)
                 && !kept.contains(stem(w))
-                && !b.iter().any(|t| is_content(t) && same_meaning(w, t))
+                && !b
+                    .iter()
+                    .any(|t| is_content(t) && vocabulary.same_meaning(w, t))
         })
         .count();
     if dropped_content_words > config.max_dropped_content_words {
         return Err("dropped_content_words");
+    }
+    // "bancoviejo", "kahela": pivot words the round trip left untranslated.
+    let original_words: std::collections::HashSet<&str> = a.iter().map(String::as_str).collect();
+    if b.iter().any(|t| {
+        is_content(t)
+            && !original_words.contains(t.as_str())
+            && t.chars().all(char::is_alphabetic)
+            && !vocabulary.is_known(t)
+    }) {
+        return Err("untranslated_word");
     }
     Ok(Lexical {
         edit_ratio,
@@ -165,22 +208,39 @@ mod tests {
     use super::*;
 
     fn check(original: &str, candidate: &str) -> Result<Lexical, &'static str> {
-        lexical_check(&FilterConfig::default(), original, candidate, &|_, _| false)
+        lexical_check(&FilterConfig::default(), original, candidate, &NoVocabulary)
     }
 
     #[test]
     fn synonyms_count_as_kept_words() {
         let wordnet = WordNet::load(std::path::Path::new("/usr/share/wordnet"))
             .unwrap_or_else(|e| panic!("{e} (`make apt-deps` installs wordnet-base)"));
-        let same = |a: &str, b: &str| synonyms(&wordnet, a, b);
+        let same = |a: &str, b: &str| wordnet.same_meaning(a, b);
         assert!(same("photo", "picture"));
         assert!(same("sitting", "seated"));
         assert!(!same("dog", "cat"));
+        // A pivot word left untranslated is caught; the original's own odd words are not.
+        assert_eq!(
+            lexical_check(
+                &FilterConfig::default(),
+                "a bathroom with a tile floor",
+                "bathroom with kahela floor",
+                &wordnet
+            ),
+            Err("untranslated_word")
+        );
+        assert!(lexical_check(
+            &FilterConfig::default(),
+            "a toiled bowl with flowers",
+            "toiled bowl with some flowers",
+            &wordnet
+        )
+        .is_ok());
         let config = FilterConfig::default();
         let original = "a photo of a man sitting on a sofa";
         let candidate = "a picture of a man seated on a couch";
         assert_eq!(
-            lexical_check(&config, original, candidate, &same)
+            lexical_check(&config, original, candidate, &wordnet)
                 .unwrap()
                 .dropped_content_words,
             0

@@ -192,7 +192,7 @@ pub struct BacktranslateStage {
 }
 
 const INSTALL_HINT: &str =
-    "install Apertium (`make apt-deps`, or `apt-get install apertium-eng-spa apertium-eng-cat`) \
+    "install Apertium (`make apt-deps`, or `apt-get install apertium-eng-spa apertium-eng-cat apertium-eo-en`) \
 or configure Marian models (marian.models.PIVOT = { to_pivot = DIR, from_pivot = DIR })";
 
 impl BacktranslateStage {
@@ -211,10 +211,7 @@ impl BacktranslateStage {
                 .is_some_and(|m| m.models.contains_key(p))
         };
         let command = config.apertium.command.clone();
-        let has_apertium = |p: &String| {
-            apertium::available(&command, &format!("eng-{p}"))
-                && apertium::available(&command, &format!("{p}-eng"))
-        };
+        let has_apertium = |p: &String| apertium::modes(&command, p).is_some();
         let backend = match config.backend {
             Backend::Auto if config.pivots.iter().all(has_marian) => Backend::Marian,
             Backend::Auto if config.pivots.iter().all(has_apertium) => Backend::Apertium,
@@ -250,10 +247,14 @@ impl BacktranslateStage {
                         marian_pool(&pair.from_pivot, &settings.options)?,
                     )
                 }
-                _ => (
-                    apertium_pool(&format!("eng-{name}"), &config.apertium),
-                    apertium_pool(&format!("{name}-eng"), &config.apertium),
-                ),
+                _ => {
+                    let (to_pivot, from_pivot) = apertium::modes(&command, name)
+                        .ok_or_else(|| stage_error(format!("Apertium lost eng<->{name}")))?;
+                    (
+                        apertium_pool(&to_pivot, &config.apertium),
+                        apertium_pool(&from_pivot, &config.apertium),
+                    )
+                }
             };
             pivots.push(Pivot {
                 name: name.clone(),
@@ -399,12 +400,11 @@ impl Stage for BacktranslateStage {
                     continue;
                 }
                 seen[row].push(normalized);
-                let same_meaning = |a: &str, b: &str| {
-                    self.wordnet
-                        .as_ref()
-                        .is_some_and(|wn| filter::synonyms(wn, a, b))
+                let vocabulary: &dyn filter::Vocabulary = match &self.wordnet {
+                    Some(wordnet) => wordnet,
+                    None => &filter::NoVocabulary,
                 };
-                match lexical_check(&self.config.filter, &captions[row], &text, &same_meaning) {
+                match lexical_check(&self.config.filter, &captions[row], &text, vocabulary) {
                     Ok(lexical) => candidates.push(Candidate {
                         row,
                         pivot: p,
@@ -473,7 +473,6 @@ impl Stage for BacktranslateStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{pair_uid, Pair};
 
     /// A translator that answers from a table: scripted round trips for the filter.
     struct Scripted {
@@ -574,24 +573,7 @@ mod tests {
             ],
             batch_size: 3,
         };
-        let corpus = Corpus {
-            pairs: cases
-                .iter()
-                .enumerate()
-                .map(|(i, (c, _))| Pair {
-                    uid: pair_uid("t", &i.to_string(), c),
-                    dataset: "t".into(),
-                    image_id: i.to_string(),
-                    caption_id: None,
-                    caption: c.to_string(),
-                    image_path: None,
-                    image_vector: None,
-                    objects: None,
-                    source: format!("t:{i}"),
-                })
-                .collect(),
-            ..Corpus::default()
-        };
+        let corpus = crate::record::test_corpus(cases.iter().map(|(c, _)| *c));
         let mut out = vec![Augmented::default(); cases.len()];
         let mut stats = Stats::new();
         stage

@@ -1173,28 +1173,10 @@ impl Stage for SceneGraphStage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{pair_uid, Pair};
     use proptest::prelude::*;
 
     fn corpus(captions: &[&str]) -> Corpus {
-        Corpus {
-            pairs: captions
-                .iter()
-                .enumerate()
-                .map(|(i, c)| Pair {
-                    uid: pair_uid("t", &i.to_string(), c),
-                    dataset: "t".into(),
-                    image_id: i.to_string(),
-                    caption_id: None,
-                    caption: c.to_string(),
-                    image_path: None,
-                    image_vector: None,
-                    objects: None,
-                    source: format!("test:{i}"),
-                })
-                .collect(),
-            ..Corpus::default()
-        }
+        crate::record::test_corpus(captions.iter().copied())
     }
 
     fn stage(captions: &[&str], kinds: &[EditKind]) -> (SceneGraphStage, Corpus) {
