@@ -36,8 +36,10 @@ def same_word(a, b):
 
 
 def parse_all(cmcl, texts):
+    # One caption per line: a caption's own line breaks become spaces.
+    lines = "\n".join(" ".join(t.split()) for t in texts) + "\n"
     out = subprocess.run(
-        [cmcl, "parse"], input="\n".join(texts) + "\n", capture_output=True, text=True, check=True
+        [cmcl, "parse"], input=lines, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert len(out) == len(texts), (len(out), len(texts))
     graphs = []

@@ -3,7 +3,7 @@
 //! caption-domain rules below. Nothing here is fetched from another repository.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::wordnet::{Pos, WordNet};
@@ -534,7 +534,6 @@ impl AttributeKind {
 /// WordNet plus the curated lists, with lookups cached per word form.
 pub struct Lexicon {
     wordnet: WordNet,
-    dir: PathBuf,
     closed: HashMap<&'static str, WordClass>,
 }
 
@@ -577,15 +576,7 @@ impl Lexicon {
             closed.insert(*w, WordClass::Number(*n));
         }
         closed.insert("there", WordClass::There);
-        Ok(Lexicon {
-            wordnet,
-            dir: dir.to_path_buf(),
-            closed,
-        })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        Ok(Lexicon { wordnet, closed })
     }
 
     pub fn wordnet(&self) -> &WordNet {
@@ -660,10 +651,6 @@ impl Lexicon {
             .or_else(|| forms.first())
             .cloned()
             .unwrap_or_else(|| word.to_string())
-    }
-
-    pub fn adjective_lemma(&self, word: &str) -> String {
-        word.to_string()
     }
 
     /// True for a noun that was probably written in the plural.

@@ -83,9 +83,12 @@ pub struct SceneGraphConfig {
     pub fluency_margin: f64,
     #[serde(default)]
     pub language_model: LanguageModelConfig,
-    /// Sentence encoder folder (all-MiniLM-L6-v2 layout): negatives more similar than
-    /// `max_similarity` to their original are paraphrases and rejected. Without it, the
-    /// WordNet check (no synonym, hypernym or hyponym) is the only paraphrase guard.
+    /// Sentence encoder folder (all-MiniLM-L6-v2 layout): replacements more similar than
+    /// `max_similarity` to their original are paraphrases and rejected. Swaps and
+    /// relation edits are not checked: MiniLM scores "a dog left of a cat" and "a cat left
+    /// of a dog" as near-identical, which is the very confusion these negatives target;
+    /// the unchanged-graph check guards swaps instead. Without an encoder, the WordNet
+    /// check (no synonym, hypernym, hyponym or similar adjective) is the guard.
     #[serde(default)]
     pub encoder: Option<PathBuf>,
     #[serde(default = "default_max_similarity")]
@@ -132,7 +135,8 @@ fn default_fluency_margin() -> f64 {
     0.6
 }
 fn default_max_similarity() -> f32 {
-    0.95
+    // MiniLM puts "a small red circle" and "a small blue circle" above 0.95.
+    0.98
 }
 fn default_min_candidate_count() -> u32 {
     3
@@ -1095,7 +1099,11 @@ impl Stage for SceneGraphStage {
             for (i, candidates) in per_pair.iter().enumerate() {
                 let mut original_at = None;
                 for (k, c) in candidates.iter().enumerate() {
-                    if c.verdict == Verdict::Keep {
+                    let replacement = matches!(
+                        c.edit.kind,
+                        EditKind::ReplaceObject | EditKind::ReplaceAttribute
+                    );
+                    if c.verdict == Verdict::Keep && replacement {
                         let at = *original_at.get_or_insert_with(|| {
                             texts.push(corpus.pairs[rows.start + i].caption.as_str());
                             texts.len() - 1

@@ -440,8 +440,7 @@ fn link(lex: &Lexicon, chunks: &[Chunk], graph: &mut SceneGraph) {
                         last_sources = p.sources.clone();
                         last = group;
                     }
-                } else if let Some((p, object)) = fronted.as_mut().filter(|(_, o)| o.is_empty()) {
-                    let _ = p;
+                } else if let Some((_, object)) = fronted.as_mut().filter(|(_, o)| o.is_empty()) {
                     *object = group.clone();
                     last = group;
                 } else {
