@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::lexicon::{Lexicon, WordClass, SPATIAL_SYNONYMS};
+use super::lexicon::{canonical_spatial, without_articles, Lexicon, WordClass};
 use super::Parser;
 use crate::error::{Error, Result};
 
@@ -232,41 +232,33 @@ fn read_jsonl(path: &Path) -> Result<Vec<GoldCaption>> {
 
 /// The normal form of a triple under the matching rule above.
 pub fn normalise(lexicon: &Lexicon, triple: &Triple) -> Triple {
-    let clean = |s: &str| -> Vec<String> {
-        s.to_lowercase()
-            .split_whitespace()
-            .filter(|w| !matches!(*w, "a" | "an" | "the"))
+    let words = |s: &str| -> Vec<String> {
+        without_articles(s)
+            .split(' ')
+            .filter(|w| !w.is_empty())
             .map(str::to_string)
             .collect()
     };
     let noun = |s: &str| {
-        let mut words = clean(s);
+        let mut words = words(s);
         if let Some(last) = words.last_mut() {
             *last = lexicon.noun_lemma(last);
         }
         words.join(" ")
     };
-    let predicate = {
-        let mut words = clean(&triple[1]);
-        let joined = words.join(" ");
-        let same = |phrase: &str| without_articles(phrase) == joined;
-        let preposition = lexicon.complex_prepositions().iter().any(|p| same(p))
-            || SPATIAL_SYNONYMS
-                .iter()
-                .any(|(from, to)| same(from) || same(to));
-        if let Some(first) = words.first_mut().filter(|_| !preposition) {
+    let predicate = if lexicon.is_preposition_phrase(&triple[1]) {
+        canonical_spatial(&triple[1])
+    } else {
+        let mut words = words(&triple[1]);
+        if let Some(first) = words.first_mut() {
             if matches!(lexicon.class(first), WordClass::Open { verb: true, .. }) {
                 *first = lexicon.verb_lemma(first);
             }
         }
-        let joined = words.join(" ");
-        SPATIAL_SYNONYMS
-            .iter()
-            .find(|(from, _)| without_articles(from) == joined)
-            .map_or(joined, |(_, to)| to.to_string())
+        canonical_spatial(&words.join(" "))
     };
     let object = if predicate == "is" {
-        clean(&triple[2])
+        words(&triple[2])
             .into_iter()
             .map(|w| lexicon.number_value(&w).map_or(w, |n| n.to_string()))
             .collect::<Vec<_>>()
@@ -275,14 +267,6 @@ pub fn normalise(lexicon: &Lexicon, triple: &Triple) -> Triple {
         noun(&triple[2])
     };
     [noun(&triple[0]), predicate, object]
-}
-
-fn without_articles(phrase: &str) -> String {
-    phrase
-        .split(' ')
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Scores predicted triples (one list per gold caption, same order) against the gold.

@@ -478,6 +478,26 @@ pub const SPATIAL_SYNONYMS: &[(&str, &str)] = &[
     ("in between", "between"),
 ];
 
+/// The words of `phrase`, lowercased, without articles, joined by single spaces.
+pub fn without_articles(phrase: &str) -> String {
+    phrase
+        .to_lowercase()
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "a" | "an" | "the"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One name for synonymous spatial prepositions ("to the left of", "on the left of" ->
+/// "left of"; "beside" -> "next to"), articles dropped.
+pub fn canonical_spatial(phrase: &str) -> String {
+    let bare = without_articles(phrase);
+    SPATIAL_SYNONYMS
+        .iter()
+        .find(|(from, _)| without_articles(from) == bare)
+        .map_or(bare, |(_, to)| to.to_string())
+}
+
 /// Coarse part of speech of one token, as the caption grammar needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WordClass {
@@ -684,6 +704,15 @@ impl Lexicon {
 
     pub fn complex_prepositions(&self) -> &'static [&'static str] {
         COMPLEX_PREPOSITIONS
+    }
+
+    /// A multi-word preposition or a spatial synonym, articles aside ("to left of").
+    pub fn is_preposition_phrase(&self, phrase: &str) -> bool {
+        let bare = without_articles(phrase);
+        COMPLEX_PREPOSITIONS
+            .iter()
+            .chain(SPATIAL_SYNONYMS.iter().flat_map(|(from, to)| [from, to]))
+            .any(|p| without_articles(p) == bare)
     }
 
     pub fn number_value(&self, word: &str) -> Option<u32> {

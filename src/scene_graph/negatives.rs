@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::lexicon::{AttributeKind, Lexicon, DEFAULT_WORDNET_DIR, SPATIAL_SYNONYMS};
+use super::lexicon::{canonical_spatial, AttributeKind, Lexicon, DEFAULT_WORDNET_DIR};
 use super::{Parser, RelationKind, SceneGraph};
 use crate::error::{Error, Result};
 use crate::ngram::{NgramConfig, NgramModel};
@@ -246,6 +246,8 @@ struct Vocabulary {
     spatial: BTreeMap<String, u32>,
     /// Verb predicates as written ("riding", "sitting on") -> lemma and count.
     verbs: BTreeMap<String, (String, u32)>,
+    /// Category -> its object lemmas in name order, so a slot scans only its own kind.
+    by_category: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Default, Clone)]
@@ -357,6 +359,7 @@ impl SceneGraphStage {
             .par_iter()
             .map(|p| parser.parse(&p.caption))
             .collect();
+        // Pair captions and text-corpus texts, in that order: vocabulary and model source.
         let texts: Vec<&str> = corpus
             .pairs
             .iter()
@@ -369,13 +372,15 @@ impl SceneGraphStage {
             .map(|t| parser.parse(&t.text))
             .collect();
         let mut vocabulary = Vocabulary::default();
-        let captions = corpus
-            .pairs
-            .iter()
-            .map(|p| p.caption.as_str())
-            .chain(corpus.texts.iter().map(|t| t.text.as_str()));
-        for (caption, graph) in captions.zip(graphs.iter().chain(&text_graphs)) {
+        for (caption, graph) in texts.iter().zip(graphs.iter().chain(&text_graphs)) {
             learn(&parser, &mut vocabulary, caption, graph);
+        }
+        for (name, word) in &vocabulary.objects {
+            vocabulary
+                .by_category
+                .entry(word.category.clone())
+                .or_default()
+                .push(name.clone());
         }
         let model = language_model(&config.language_model, &texts, cache_dir)?;
         let encoder = config
@@ -461,13 +466,11 @@ impl SceneGraphStage {
             let Some(entry) = self.vocabulary.objects.get(&object.name) else {
                 continue;
             };
-            let names: Vec<&String> = self
-                .vocabulary
-                .objects
+            let names: Vec<&String> = self.vocabulary.by_category[&entry.category]
                 .iter()
+                .map(|name| (name, &self.vocabulary.objects[name]))
                 .filter(|(name, w)| {
-                    w.category == entry.category
-                        && w.count >= self.config.min_candidate_count
+                    w.count >= self.config.min_candidate_count
                         && !present.contains(name.as_str())
                         && if object.plural {
                             w.plural.is_some()
@@ -499,7 +502,7 @@ impl SceneGraphStage {
                     to: match_case(&caption[object.head.clone()], &word),
                     node: true,
                 }];
-                fix_article(caption, object, &word, &mut replacements);
+                fix_article(caption, object, object.head.start, &word, &mut replacements);
                 out.push(Edit {
                     kind: EditKind::ReplaceObject,
                     replacements,
@@ -567,15 +570,13 @@ impl SceneGraphStage {
                     to: match_case(&caption[attribute.span.clone()], &word),
                     node: true,
                 }];
-                // The article agrees with whatever word now follows it.
-                let next_word_start = object
-                    .determiner
-                    .as_ref()
-                    .and_then(|d| next_word(caption, d.end))
-                    .map(|r| r.start);
-                if next_word_start == Some(attribute.span.start) {
-                    fix_article_before(caption, object, &word, &mut replacements);
-                }
+                fix_article(
+                    caption,
+                    object,
+                    attribute.span.start,
+                    &word,
+                    &mut replacements,
+                );
                 out.push(Edit {
                     kind: EditKind::ReplaceAttribute,
                     replacements,
@@ -607,7 +608,7 @@ impl SceneGraphStage {
             let written = caption[relation.span.clone()].to_lowercase();
             let words: Vec<String> = match relation.kind {
                 RelationKind::Spatial => {
-                    let canonical = spatial_canonical(&written);
+                    let canonical = canonical_spatial(&written);
                     let prepositions = self
                         .vocabulary
                         .spatial
@@ -618,7 +619,7 @@ impl SceneGraphStage {
                         })
                         .map(|(p, _)| p)
                         .collect();
-                    self.draw(prepositions, rng, |p| spatial_canonical(p) != canonical)
+                    self.draw(prepositions, rng, |p| canonical_spatial(p) != canonical)
                 }
                 RelationKind::Verb => {
                     let form_of =
@@ -729,24 +730,6 @@ fn learn(parser: &Parser, vocabulary: &mut Vocabulary, caption: &str, graph: &Sc
     }
 }
 
-fn spatial_canonical(preposition: &str) -> String {
-    let bare: Vec<&str> = preposition
-        .split(' ')
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .collect();
-    let bare = bare.join(" ");
-    SPATIAL_SYNONYMS
-        .iter()
-        .find(|(from, _)| {
-            from.split(' ')
-                .filter(|w| *w != "the")
-                .collect::<Vec<_>>()
-                .join(" ")
-                == bare
-        })
-        .map_or(bare.clone(), |(_, to)| to.to_string())
-}
-
 /// Trains the caption language model, or loads it from the cache when the same texts and
 /// settings trained it before.
 fn language_model(
@@ -821,56 +804,32 @@ pub fn article_for(next: &str) -> &'static str {
     }
 }
 
-/// Rewrites the object's article when `word` replaces the word right after it.
+/// Re-chooses the object's "a"/"an" when `word` now starts at `changed_at`, the first
+/// word after that article.
 fn fix_article(
     caption: &str,
     object: &super::Object,
-    word: &str,
-    replacements: &mut Vec<Replacement>,
-) {
-    let follows = object
-        .determiner
-        .as_ref()
-        .and_then(|d| next_word(caption, d.end))
-        .is_some_and(|w| w.start == object.head.start);
-    if follows {
-        fix_article_before(caption, object, word, replacements);
-    }
-}
-
-fn fix_article_before(
-    caption: &str,
-    object: &super::Object,
+    changed_at: usize,
     word: &str,
     replacements: &mut Vec<Replacement>,
 ) {
     let Some(det) = &object.determiner else {
         return;
     };
-    let written = &caption[det.clone()];
-    let lower = written.to_lowercase();
-    if lower != "a" && lower != "an" {
+    if next_word(caption, det.end).map(|w| w.start) != Some(changed_at) {
         return;
     }
+    let written = &caption[det.clone()];
+    let lower = written.to_lowercase();
     let wanted = article_for(word);
-    if lower != wanted {
-        let to = if written.starts_with('A') {
-            let mut s = wanted.to_string();
-            s[..1].make_ascii_uppercase();
-            s
-        } else {
-            wanted.to_string()
-        };
-        replacements.insert(
-            0,
-            Replacement {
-                start: det.start,
-                end: det.end,
-                from: written.to_string(),
-                to,
-                node: false,
-            },
-        );
+    if (lower == "a" || lower == "an") && lower != wanted {
+        replacements.push(Replacement {
+            start: det.start,
+            end: det.end,
+            from: written.to_string(),
+            to: match_case(written, wanted),
+            node: false,
+        });
         replacements.sort_by_key(|r| r.start);
     }
 }
@@ -928,8 +887,8 @@ fn swap_objects(
                 node: true,
             },
         ];
-        fix_article(caption, x, y_word, &mut replacements);
-        fix_article(caption, y, x_word, &mut replacements);
+        fix_article(caption, x, x.head.start, y_word, &mut replacements);
+        fix_article(caption, y, y.head.start, x_word, &mut replacements);
         out.push(Edit {
             kind: EditKind::SwapObjects,
             replacements,
@@ -949,17 +908,17 @@ fn swap_keeps_graph(graph: &SceneGraph, a: &str, b: &str) -> bool {
             name.clone()
         }
     };
-    let triples: BTreeSet<[String; 3]> = graph.triples().into_iter().collect();
-    let swapped: BTreeSet<[String; 3]> = graph
-        .triples()
-        .into_iter()
+    let triples = graph.triples();
+    let swapped: BTreeSet<[String; 3]> = triples
+        .iter()
+        .cloned()
         .map(|[s, p, o]| {
             // Attribute values stay; only object names move.
             let o = if p == "is" { o } else { swap(&o) };
             [swap(&s), p, o]
         })
         .collect();
-    triples == swapped
+    swapped == triples.into_iter().collect()
 }
 
 /// Exchanges same-kind attributes of two different objects ("a black dog and a white cat"
@@ -1013,14 +972,13 @@ fn swap_attribute_pair(caption: &str, graph: &SceneGraph, i: usize, j: usize) ->
     ];
     for (attribute, word) in [(a, b_text), (b, a_text)] {
         let object = &graph.objects[attribute.object];
-        let first_after_det = object
-            .determiner
-            .as_ref()
-            .and_then(|d| next_word(caption, d.end))
-            .is_some_and(|w| w.start == attribute.span.start);
-        if first_after_det {
-            fix_article_before(caption, object, word, &mut replacements);
-        }
+        fix_article(
+            caption,
+            object,
+            attribute.span.start,
+            word,
+            &mut replacements,
+        );
     }
     replacements.sort_by_key(|r| r.start);
     Edit {

@@ -60,8 +60,13 @@ struct Pending {
     kind: RelationKind,
     /// Passive with an agent: the object of "by" is the subject.
     reversed: bool,
+}
+
+impl Pending {
     /// "X of Y": who has whom depends on X.
-    of: bool,
+    fn is_of(&self) -> bool {
+        self.predicate == "of"
+    }
 }
 
 impl Parser {
@@ -373,7 +378,7 @@ fn link(lex: &Lexicon, chunks: &[Chunk], graph: &mut SceneGraph) {
             Chunk::Np(first) => {
                 let (group, next) = np_group(chunks, i, *first, pending.is_some());
                 if let Some(p) = pending.take() {
-                    if p.of {
+                    if p.is_of() {
                         let source_is_quantity = p.sources.iter().all(|&s| {
                             let name = &graph.objects[s].name;
                             lex.is_quantity_noun(name.rsplit(' ').next().unwrap_or(name))
@@ -488,7 +493,6 @@ fn link(lex: &Lexicon, chunks: &[Chunk], graph: &mut SceneGraph) {
                         RelationKind::Spatial
                     },
                     reversed: false,
-                    of: lemma == "of",
                 };
                 if p.sources.is_empty() {
                     fronted = Some((p, Vec::new()));
@@ -534,7 +538,6 @@ fn link(lex: &Lexicon, chunks: &[Chunk], graph: &mut SceneGraph) {
                     span,
                     kind,
                     reversed,
-                    of: false,
                 });
             }
             Chunk::Adjectives(adjectives) => {
@@ -580,7 +583,7 @@ fn link(lex: &Lexicon, chunks: &[Chunk], graph: &mut SceneGraph) {
             Chunk::Pronoun { refers_back: true } => {
                 // "X with Y above it": Y is above X; "with" was only glue.
                 if let (Some(p), Some((x, y, at))) = (&pending, &with) {
-                    if p.sources == *y && !p.reversed && !p.of {
+                    if p.sources == *y && !p.reversed && !p.is_of() {
                         graph.relations.truncate(*at);
                         emit(graph, y, &p.predicate, x, p.span.clone(), p.kind);
                         pending = None;
