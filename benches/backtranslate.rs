@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use cmcl::backtranslate::apertium::{Apertium, ApertiumOptions};
 use cmcl::backtranslate::marian::{testing, Marian, MarianOptions};
-use cmcl::backtranslate::Translator;
+use cmcl::backtranslate::{round_trip, Translator, ROUND_TRIP_CHUNK};
 use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
 use cmcl::text_encoder::TextEncoder;
 
@@ -57,22 +57,14 @@ fn shell(script: &str) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Round trip of `lines` through one pair of cmcl Apertium translators, batch by batch.
-fn round_trip(lines: &[&str], options: &ApertiumOptions) -> anyhow::Result<Vec<String>> {
+/// Round trip of `lines` through one pair of cmcl Apertium translators, driven as the
+/// stage drives them (both directions overlapping).
+fn apertium_round_trip(lines: &[&str], options: &ApertiumOptions) -> anyhow::Result<Vec<String>> {
     let (mut to, mut back) = (
         Apertium::spawn("eng-spa", options)?,
         Apertium::spawn("spa-eng", options)?,
     );
-    let mut via = Vec::with_capacity(lines.len());
-    for chunk in lines.chunks(options.batch_size) {
-        via.extend(to.translate(chunk)?);
-    }
-    let via: Vec<&str> = via.iter().map(String::as_str).collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for chunk in via.chunks(options.batch_size) {
-        out.extend(back.translate(chunk)?);
-    }
-    Ok(out)
+    Ok(round_trip(&mut to, &mut back, lines, ROUND_TRIP_CHUNK)?.1)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -105,12 +97,12 @@ fn main() -> anyhow::Result<()> {
     ))?;
     let options = ApertiumOptions::default();
     let started = Instant::now();
-    let ours = round_trip(&lines, &options)?;
+    let ours = apertium_round_trip(&lines, &options)?;
     let one = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| round_trip(&lines[..half], &options));
-        let b = s.spawn(|| round_trip(&lines[half..], &options));
+        let a = s.spawn(|| apertium_round_trip(&lines[..half], &options));
+        let b = s.spawn(|| apertium_round_trip(&lines[half..], &options));
         (a.join(), b.join())
     });
     let two = started.elapsed().as_secs_f64();

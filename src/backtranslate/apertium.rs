@@ -15,12 +15,11 @@
 //! Lines of one segment influence each other: the HMM tagger's context and the transfer
 //! rules' chunks run across newlines (172 of 2,000 COCO captions came out differently in
 //! a newline-separated block than alone). So every caption is its own NUL-terminated
-//! segment, which every stage treats as a hard boundary. A request writes all its
-//! segments at once, so this costs no round trips, but every stage flushes and wakes once
-//! per caption: a round trip takes about 20% more CPU than through `apertium -u` in
-//! steady state (about the same once `apertium`'s start-up is counted), the price of
-//! exact batch independence. Each segment is
-//! `[k]` + escaped text + `\n\0`: `[k]`, the index in the request, is a superblank that
+//! segment, which every stage treats as a hard boundary. A call streams all its segments
+//! (written ahead of the answers, so the pipeline never drains), but every stage flushes
+//! and wakes once per caption: a round trip takes about 20% more CPU than through
+//! `apertium -u` in steady state, the price of exact batch independence. Each segment is
+//! `[k]` + escaped text + `\n\0`: `[k]`, the index in the call, is a superblank that
 //! Apertium passes through untouched; it must come back at the start of answer k, which
 //! catches any lost or extra segment. The newline matters: `lt-proc -b` holds a segment
 //! whose last word is followed directly by NUL.
@@ -48,7 +47,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Translator;
 use crate::error::{Error, Result};
@@ -60,11 +59,12 @@ pub struct ApertiumOptions {
     /// The Apertium driver (`apertium`, looked up in `PATH`), or any program that, run as
     /// `COMMAND -z -u MODE`, answers each NUL-terminated segment with one.
     pub command: String,
-    /// Captions per request.
+    /// Captions per write to the subprocess.
     pub batch_size: usize,
-    /// Seconds a request may take before the subprocess counts as hung.
+    /// Seconds without an answer before the subprocess counts as hung.
     pub timeout_secs: f64,
-    /// Restarts of a crashed or hung subprocess per request before giving up.
+    /// Restarts of a crashed or hung subprocess in a row, without an answer in between,
+    /// before giving up.
     pub retries: u32,
 }
 
@@ -206,7 +206,7 @@ impl Apertium {
             ..
         } = self.launch
         {
-            self.request(&[primer])?;
+            self.stream(&[primer], &mut Vec::new())?;
         }
         Ok(())
     }
@@ -218,24 +218,30 @@ impl Apertium {
         }
     }
 
-    /// One request on the running subprocess: every item its own segment.
-    fn request(&mut self, items: &[&str]) -> std::result::Result<Vec<String>, Failure> {
+    /// Streams `items` through the running subprocess, every item its own segment, and
+    /// appends each answer to `out` as it arrives. All batches are written ahead of the
+    /// answers (the writer thread absorbs the back-pressure), so the pipeline never
+    /// drains between batches, as in a shell pipe.
+    fn stream(
+        &mut self,
+        items: &[&str],
+        out: &mut Vec<String>,
+    ) -> std::result::Result<(), Failure> {
         let process = self.process.as_mut().ok_or(Failure::Exited(None))?;
-        let mut payload = Vec::with_capacity(items.iter().map(|t| t.len() + 16).sum());
-        for (k, text) in items.iter().enumerate() {
-            payload.extend_from_slice(format!("[{k}]").as_bytes());
-            escape_into(text, &mut payload);
-            payload.extend_from_slice(b"\n\0");
-        }
         let input = process.input.as_ref().ok_or(Failure::Exited(None))?;
-        if input.send(payload).is_err() {
-            return Err(Failure::Exited(None));
+        for (b, batch) in items.chunks(self.batch_size).enumerate() {
+            let mut payload = Vec::with_capacity(batch.iter().map(|t| t.len() + 16).sum());
+            for (k, text) in batch.iter().enumerate() {
+                payload.extend_from_slice(format!("[{}]", b * self.batch_size + k).as_bytes());
+                escape_into(text, &mut payload);
+                payload.extend_from_slice(b"\n\0");
+            }
+            if input.send(payload).is_err() {
+                return Err(Failure::Exited(None));
+            }
         }
-        let deadline = Instant::now() + self.timeout;
-        let mut out = Vec::with_capacity(items.len());
         for (k, text) in items.iter().enumerate() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let segment = match process.output.recv_timeout(left) {
+            let segment = match process.output.recv_timeout(self.timeout) {
                 Ok(Event::Segment(segment)) => segment,
                 Ok(Event::Closed(error)) => return Err(Failure::Exited(error)),
                 Err(RecvTimeoutError::Disconnected) => return Err(Failure::Exited(None)),
@@ -253,34 +259,37 @@ impl Apertium {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// A request with restarts: a crash or hang restarts the subprocess and retries, a
-    /// misaligned answer retries the items one by one.
-    fn request_with_retries(&mut self, items: &[&str]) -> Result<Vec<String>> {
-        let mut failures = 0u32;
-        loop {
+    /// Streams `items` with restarts: a crash or hang restarts the subprocess and resends
+    /// what was not answered; after a misaligned answer the next item goes alone, so a
+    /// bad item cannot take its neighbours down with it. Gives up after `retries`
+    /// failures in a row without an answer.
+    fn stream_with_retries(&mut self, items: &[&str]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(items.len());
+        let (mut failures, mut alone) = (0u32, false);
+        while out.len() < items.len() {
+            let answered = out.len();
+            let rest = match alone {
+                true => &items[answered..answered + 1],
+                false => &items[answered..],
+            };
             let attempt = match self.process {
-                Some(_) => self.request(items),
+                Some(_) => self.stream(rest, &mut out),
                 None => {
                     self.restarts += 1;
-                    self.start().and_then(|()| self.request(items))
+                    self.start().and_then(|()| self.stream(rest, &mut out))
                 }
             };
-            let failure = match attempt {
-                Ok(out) => return Ok(out),
-                Err(failure) => failure,
-            };
+            if out.len() > answered {
+                failures = 0;
+                alone = false;
+            }
+            let Err(failure) = attempt else { continue };
             let message = self.describe(&failure);
             self.stop();
-            if matches!(failure, Failure::Misaligned(_)) && items.len() > 1 {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    out.extend(self.request_with_retries(std::slice::from_ref(item))?);
-                }
-                return Ok(out);
-            }
+            alone = matches!(failure, Failure::Misaligned(_));
             failures += 1;
             if failures > self.retries {
                 let retries = self.retries;
@@ -290,6 +299,7 @@ impl Apertium {
                 ));
             }
         }
+        Ok(out)
     }
 
     /// What went wrong, for error messages (before the process is stopped).
@@ -340,12 +350,9 @@ impl Translator for Apertium {
             .filter(|(_, t)| !t.chars().all(|c| c.is_whitespace() || c.is_control()))
             .map(|(i, t)| (i, t.trim()))
             .collect();
-        for chunk in todo.chunks(self.batch_size) {
-            let items: Vec<&str> = chunk.iter().map(|&(_, t)| t).collect();
-            let translated = self.request_with_retries(&items)?;
-            for (&(i, _), text) in chunk.iter().zip(translated) {
-                out[i] = text;
-            }
+        let items: Vec<&str> = todo.iter().map(|&(_, t)| t).collect();
+        for ((i, _), text) in todo.into_iter().zip(self.stream_with_retries(&items)?) {
+            out[i] = text;
         }
         Ok(out)
     }
@@ -570,7 +577,7 @@ enum Failure {
     Start(String),
     /// The subprocess closed its output (crashed or exited); a read error if any.
     Exited(Option<String>),
-    /// No complete answer within the timeout.
+    /// No answer within the timeout.
     Hung,
     /// An answer did not carry its marker.
     Misaligned(String),
@@ -754,6 +761,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::os::unix::fs::PermissionsExt;
     use std::sync::OnceLock;
+    use std::time::Instant;
 
     /// Whether the real Apertium (eng-spa) is here; fails instead of skipping when
     /// CMCL_REQUIRE_APERTIUM=1.
@@ -1139,9 +1147,9 @@ mod tests {
     #[test]
     fn misaligned_answers_fall_back_to_one_line_requests() {
         let dir = tempfile::tempdir().unwrap();
-        // Answers a segment holding "SPLIT" with two segments: the batch goes out of step
-        // and is redone line by line; there the extra answer trips the next line's marker
-        // check, which restarts and retries that line.
+        // Answers a segment holding "SPLIT" with two segments: the extra answer trips the
+        // next item's marker check, which restarts the subprocess and resends that item
+        // alone, then the rest; answers before it are kept.
         let body = "while IFS= read -r -d '' seg; do\n  if [[ $seg == *SPLIT* ]]; then printf '%s\\0%s\\0' \"$seg\" extra; else printf '%s\\0' \"$seg\"; fi\ndone";
         let options = ApertiumOptions {
             command: fake(dir.path(), "split", body),
@@ -1154,6 +1162,6 @@ mod tests {
             .translate(&["one", "SPLIT two", "three", "four"])
             .unwrap();
         assert_eq!(out, ["one", "SPLIT two", "three", "four"]);
-        assert_eq!(apertium.restarts(), 2);
+        assert_eq!(apertium.restarts(), 1);
     }
 }

@@ -150,28 +150,168 @@ impl Pool {
         }
     }
 
-    fn translate(&self, texts: &[&str]) -> Result<Vec<String>> {
-        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-        let mut translator = match idle {
-            Some(t) => t,
-            None => {
-                self.starts.fetch_add(1, Ordering::Relaxed);
-                (self.factory)()?
+    /// A translator of this pool for one worker's exclusive use, started only when
+    /// first asked to translate (a fully cached run starts none).
+    fn checkout(&self) -> Checkout<'_> {
+        Checkout {
+            pool: self,
+            translator: None,
+        }
+    }
+}
+
+/// A pool's translator on loan; goes back to the pool when dropped.
+struct Checkout<'a> {
+    pool: &'a Pool,
+    translator: Option<Box<dyn Translator>>,
+}
+
+impl Translator for Checkout<'_> {
+    fn id(&self) -> &str {
+        &self.pool.id
+    }
+
+    fn translate(&mut self, texts: &[&str]) -> Result<Vec<String>> {
+        let translator = match &mut self.translator {
+            Some(translator) => translator,
+            slot => {
+                let idle = self.pool.idle.lock().ok().and_then(|mut idle| idle.pop());
+                let translator = match idle {
+                    Some(t) => t,
+                    None => {
+                        self.pool.starts.fetch_add(1, Ordering::Relaxed);
+                        (self.pool.factory)()?
+                    }
+                };
+                slot.insert(translator)
             }
         };
-        let result = translator.translate(texts);
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(translator);
-        }
-        let out = result?;
+        let out = translator.translate(texts)?;
         if out.len() != texts.len() {
             return Err(Error::translate(
-                &self.id,
+                &self.pool.id,
                 format!("{} outputs for {} inputs", out.len(), texts.len()),
             ));
         }
         Ok(out)
     }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let (Some(translator), Ok(mut idle)) = (self.translator.take(), self.pool.idle.lock()) {
+            idle.push(translator);
+        }
+    }
+}
+
+/// A translator behind the translation cache: only texts it never saw reach it, each
+/// once per call.
+struct Cached<'a, T> {
+    inner: T,
+    cache: &'a TranslationCache,
+    hits: u64,
+    translated: u64,
+}
+
+impl<'a, T: Translator> Cached<'a, T> {
+    fn new(inner: T, cache: &'a TranslationCache) -> Self {
+        Cached {
+            inner,
+            cache,
+            hits: 0,
+            translated: 0,
+        }
+    }
+}
+
+impl<T: Translator> Translator for Cached<'_, T> {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    fn translate(&mut self, texts: &[&str]) -> Result<Vec<String>> {
+        let id = self.inner.id().to_string();
+        let mut out: Vec<Option<String>> = texts
+            .iter()
+            .map(|t| match t.trim().is_empty() {
+                true => Some(String::new()),
+                false => self.cache.get(&id, t),
+            })
+            .collect();
+        self.hits += out.iter().filter(|o| o.is_some()).count() as u64;
+        let mut seen = std::collections::HashSet::new();
+        let missing: Vec<&str> = texts
+            .iter()
+            .zip(&out)
+            .filter(|(text, got)| got.is_none() && seen.insert(**text))
+            .map(|(text, _)| *text)
+            .collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().map(Option::unwrap_or_default).collect());
+        }
+        self.translated += missing.len() as u64;
+        let translated = self.inner.translate(&missing)?;
+        let pairs: Vec<(&str, &str)> = missing
+            .iter()
+            .copied()
+            .zip(translated.iter().map(String::as_str))
+            .collect();
+        self.cache.insert_all(&id, &pairs)?;
+        let fresh: HashMap<&str, &str> = pairs.into_iter().collect();
+        for (text, slot) in texts.iter().zip(&mut out) {
+            if slot.is_none() {
+                *slot = fresh.get(text).map(|s| s.to_string());
+            }
+        }
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    }
+}
+
+/// Texts a round trip hands from one direction to the other at a time: the unit of
+/// overlap between the directions and of cache writes.
+pub const ROUND_TRIP_CHUNK: usize = 512;
+
+/// English -> pivot -> English for `texts`, the two directions overlapping as in a shell
+/// pipe: the backward translator works on one chunk while the forward one works on the
+/// next. Returns the pivot texts and the round trips, one of each per input.
+pub fn round_trip(
+    forward: &mut dyn Translator,
+    backward: &mut dyn Translator,
+    texts: &[&str],
+    chunk: usize,
+) -> Result<(Vec<String>, Vec<String>)> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<String>>(1);
+    std::thread::scope(|scope| {
+        let back = scope.spawn(move || -> Result<(Vec<String>, Vec<String>)> {
+            let (mut via, mut out) = (Vec::new(), Vec::new());
+            for pivot_texts in receiver {
+                let refs: Vec<&str> = pivot_texts.iter().map(String::as_str).collect();
+                out.extend(backward.translate(&refs)?);
+                via.extend(pivot_texts);
+            }
+            Ok((via, out))
+        });
+        let mut sent = Ok(());
+        for part in texts.chunks(chunk.max(1)) {
+            let via = match forward.translate(part) {
+                Ok(via) => via,
+                Err(e) => {
+                    sent = Err(e);
+                    break;
+                }
+            };
+            // A closed channel means the backward direction failed; its error wins.
+            if sender.send(via).is_err() {
+                break;
+            }
+        }
+        drop(sender);
+        let received = back
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        sent.and(received)
+    })
 }
 
 struct Pivot {
@@ -188,7 +328,6 @@ pub struct BacktranslateStage {
     /// For the synonym-aware dropped-word check, when configured.
     wordnet: Option<crate::wordnet::WordNet>,
     cache: TranslationCache,
-    batch_size: usize,
 }
 
 const INSTALL_HINT: &str =
@@ -262,11 +401,6 @@ impl BacktranslateStage {
                 backward,
             });
         }
-        let batch_size = match backend {
-            Backend::Marian => config.marian.as_ref().map_or(16, |m| m.options.batch_size),
-            _ => config.apertium.batch_size,
-        }
-        .max(1);
         let wordnet = match &config.filter.wordnet_dir {
             Some(dir) => Some(crate::wordnet::WordNet::load(dir).map_err(|e| {
                 Error::model(dir, format!("{e} (install wordnet-base: `make apt-deps`)"))
@@ -279,7 +413,6 @@ impl BacktranslateStage {
             cache: TranslationCache::open(cache_dir)?,
             config,
             pivots,
-            batch_size,
         })
     }
 
@@ -289,52 +422,34 @@ impl BacktranslateStage {
         pools.map(|pool| pool.starts.load(Ordering::Relaxed)).sum()
     }
 
-    /// Translates through the cache: only texts never seen by this translator reach it.
-    fn translate_cached(
+    /// One pivot's round trip of `captions` through the cache, split among the workers,
+    /// each with its own pair of translators.
+    fn round_trip_cached(
         &self,
-        pool: &Pool,
-        texts: &[String],
+        pivot: &Pivot,
+        captions: &[String],
         stats: &mut StageStats,
-    ) -> Result<Vec<String>> {
-        let mut out: Vec<Option<String>> = texts
-            .iter()
-            .map(|t| match t.trim().is_empty() {
-                true => Some(String::new()),
-                false => self.cache.get(&pool.id, t),
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
+        let part = refs.len().div_ceil(rayon::current_num_threads()).max(1);
+        let parts = refs
+            .par_chunks(part)
+            .map(|part| {
+                let mut forward = Cached::new(pivot.forward.checkout(), &self.cache);
+                let mut backward = Cached::new(pivot.backward.checkout(), &self.cache);
+                let trip = round_trip(&mut forward, &mut backward, part, ROUND_TRIP_CHUNK)?;
+                let hits = forward.hits + backward.hits;
+                Ok((trip, hits, forward.translated + backward.translated))
             })
-            .collect();
-        let mut missing: Vec<&str> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (text, got) in texts.iter().zip(&out) {
-            if got.is_none() && seen.insert(text.as_str()) {
-                missing.push(text);
-            }
+            .collect::<Result<Vec<_>>>()?;
+        let (mut via, mut back) = (Vec::new(), Vec::new());
+        for ((part_via, part_back), hits, translated) in parts {
+            via.extend(part_via);
+            back.extend(part_back);
+            stats.count("cache_hits", hits);
+            stats.count("translated", translated);
         }
-        stats.count(
-            "cache_hits",
-            out.iter().filter(|o| o.is_some()).count() as u64,
-        );
-        stats.count("translated", missing.len() as u64);
-        let translated: Vec<Vec<String>> = missing
-            .par_chunks(self.batch_size)
-            .map(|chunk| pool.translate(chunk))
-            .collect::<Result<_>>()?;
-        let translated: Vec<String> = translated.into_iter().flatten().collect();
-        let pairs: Vec<(&str, &str)> = missing
-            .iter()
-            .copied()
-            .zip(translated.iter().map(String::as_str))
-            .collect();
-        if !pairs.is_empty() {
-            self.cache.insert_all(&pool.id, &pairs)?;
-        }
-        let fresh: HashMap<&str, &str> = pairs.into_iter().collect();
-        for (text, slot) in texts.iter().zip(&mut out) {
-            if slot.is_none() {
-                *slot = fresh.get(text.as_str()).map(|s| s.to_string());
-            }
-        }
-        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+        Ok((via, back))
     }
 }
 
@@ -391,8 +506,7 @@ impl Stage for BacktranslateStage {
         let mut candidates = Vec::new();
         let mut seen: Vec<Vec<String>> = vec![Vec::new(); captions.len()];
         for (p, pivot) in self.pivots.iter().enumerate() {
-            let via = self.translate_cached(&pivot.forward, &captions, stats)?;
-            let back = self.translate_cached(&pivot.backward, &via, stats)?;
+            let (via, back) = self.round_trip_cached(pivot, &captions, stats)?;
             for (row, (text, via)) in back.into_iter().zip(via).enumerate() {
                 let normalized = normalize(&text);
                 if seen[row].contains(&normalized) {
@@ -493,6 +607,68 @@ mod tests {
         }
     }
 
+    /// Appends `tag` to every text; fails on a batch holding `fail_on`.
+    struct Tagging {
+        tag: &'static str,
+        fail_on: &'static str,
+    }
+
+    impl Translator for Tagging {
+        fn id(&self) -> &str {
+            self.tag
+        }
+
+        fn translate(&mut self, texts: &[&str]) -> Result<Vec<String>> {
+            match texts.iter().find(|t| **t == self.fail_on) {
+                Some(t) => Err(Error::translate(self.tag, format!("cannot do {t}"))),
+                None => Ok(texts.iter().map(|t| format!("{t}{}", self.tag)).collect()),
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_order_and_reports_either_direction_failing() {
+        let texts: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let tagging = |tag, fail_on| Tagging { tag, fail_on };
+        for chunk in [1, 7, 512, 5000] {
+            let (via, back) = round_trip(
+                &mut tagging("/es", ""),
+                &mut tagging("/en", ""),
+                &refs,
+                chunk,
+            )
+            .unwrap();
+            assert_eq!(via.len(), 1000);
+            for (i, (v, b)) in via.iter().zip(&back).enumerate() {
+                assert_eq!(
+                    (v.as_str(), b.as_str()),
+                    (&*format!("t{i}/es"), &*format!("t{i}/es/en"))
+                );
+            }
+        }
+        let forward_fails = round_trip(
+            &mut tagging("/es", "t900"),
+            &mut tagging("/en", ""),
+            &refs,
+            10,
+        );
+        assert!(forward_fails
+            .unwrap_err()
+            .to_string()
+            .contains("cannot do t900"));
+        let backward_fails = round_trip(
+            &mut tagging("/es", ""),
+            &mut tagging("/en", "t3/es"),
+            &refs,
+            10,
+        );
+        assert!(backward_fails
+            .unwrap_err()
+            .to_string()
+            .contains("cannot do t3/es"));
+    }
+
     fn scripted_pool(id: &str, table: &[(&str, &str)]) -> Pool {
         let (id, table): (String, HashMap<String, String>) = (
             id.into(),
@@ -571,7 +747,6 @@ mod tests {
                 pivot("q", &backward),
                 pivot("r", &third),
             ],
-            batch_size: 3,
         };
         let corpus = crate::record::test_corpus(cases.iter().map(|(c, _)| *c));
         let mut out = vec![Augmented::default(); cases.len()];
