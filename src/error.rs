@@ -42,6 +42,9 @@ pub enum Error {
     /// A translation backend failed (subprocess died, timed out, model error).
     #[error("translator {backend}: {message}")]
     Translate { backend: String, message: String },
+    /// An index could not be built or queried.
+    #[error("index: {message}")]
+    Index { message: String },
     /// A model could not be loaded or run; `path` is its folder or file.
     #[error("model {path}: {message}")]
     Model { path: PathBuf, message: String },

@@ -6,6 +6,7 @@ pub mod backtranslate;
 pub mod config;
 pub mod error;
 pub mod fsutil;
+pub mod hnsw;
 pub mod ingest;
 pub mod inspect;
 pub mod manifest;

@@ -1,0 +1,933 @@
+//! Hierarchical navigable small-world graphs (Malkov & Yashunin, 2018) for approximate
+//! nearest neighbours by cosine distance, written for this project rather than taken
+//! from a crate so that builds are reproducible to the byte and the search loop is flat:
+//!
+//! - **Levels are drawn up front** from a seeded ChaCha stream, one per vector in input
+//!   order, so the graph's shape never depends on thread timing. Inserting on one thread
+//!   (`threads = 1`) then gives byte-identical files for the same seed; parallel builds
+//!   (the default) insert under a lock per node, as hnswlib does, and differ only in
+//!   which of two near-equal neighbours a node keeps.
+//! - **Frozen layout:** after the build, links live in one `u32` array (level 0: a fixed
+//!   `2M` slots per node; upper levels: `M` slots per node and level) and vectors in one
+//!   `f32` array, so a search touches no lock and no pointer.
+//! - **Filtered search:** excluded ids are still walked through (the graph stays
+//!   connected) but never returned, so exclusions cost recall nothing.
+//!
+//! Vectors are L2-normalised on insertion; the distance is `1 - dot`.
+//!
+//! # File format
+//!
+//! `CMCLHNSW` + version (u32), then u32/u64 little-endian header fields (dim, m,
+//! ef_construction, seed, count, entry, top level), the levels (one byte per node), the
+//! links and the vectors, and last a 64-bit FNV-1a checksum of everything before it.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"CMCLHNSW";
+const VERSION: u32 = 1;
+/// No link in this slot.
+const EMPTY: u32 = u32::MAX;
+
+/// Build parameters (`[index.hnsw]`), hnswlib's names and defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HnswParams {
+    /// Links per node on the upper levels; twice as many on level 0.
+    pub m: usize,
+    /// Candidate list size while inserting: larger builds slower and finds better links.
+    pub ef_construction: usize,
+    /// Seed of the level draw.
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams {
+            m: 16,
+            ef_construction: 200,
+            seed: 42,
+        }
+    }
+}
+
+/// A distance and the node it belongs to, ordered by distance then id (so ties break the
+/// same way on every run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scored {
+    distance: f32,
+    id: u32,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A search hit: the vector's position in insertion order and its cosine distance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub id: u32,
+    pub distance: f32,
+}
+
+/// `1 - a·b`, summed in eight lanes so the compiler vectorises it.
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    1.0 - (lanes.iter().sum::<f32>() + tail)
+}
+
+/// `v` scaled to unit length (a zero vector stays zero).
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    match norm > 0.0 {
+        true => v.iter().map(|x| x / norm).collect(),
+        false => v.to_vec(),
+    }
+}
+
+/// Per-thread search state: a visited mark per node, reset in O(1) by bumping `epoch`.
+struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn new(n: usize) -> Visited {
+        Visited {
+            marks: vec![0; n],
+            epoch: 0,
+        }
+    }
+
+    fn grow(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// Marks `id`; false when it was already marked.
+    fn insert(&mut self, id: u32) -> bool {
+        let mark = &mut self.marks[id as usize];
+        let fresh = *mark != self.epoch;
+        *mark = self.epoch;
+        fresh
+    }
+}
+
+thread_local! {
+    /// Search scratch, reused across queries (allocating it is O(n) per query).
+    static VISITED: std::cell::RefCell<Visited> = const {
+        std::cell::RefCell::new(Visited { marks: Vec::new(), epoch: 0 })
+    };
+}
+
+/// Where a node's neighbours come from: the lock-free frozen arrays, or the per-node
+/// locks of a build in progress.
+trait Links: Sync {
+    /// Calls `f` with the neighbours of `node` on `level`.
+    fn with<R>(&self, node: u32, level: usize, f: impl FnOnce(&[u32]) -> R) -> R;
+}
+
+/// A finished index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hnsw {
+    dim: usize,
+    params: HnswParams,
+    /// Unit vectors, `dim` per node.
+    vectors: Vec<f32>,
+    levels: Vec<u8>,
+    /// Level-0 links, `2m` slots per node, `EMPTY`-padded.
+    base: Vec<u32>,
+    /// Where each node's upper-level links start in `upper` (`m` slots per level).
+    upper_start: Vec<u32>,
+    upper: Vec<u32>,
+    entry: Option<u32>,
+}
+
+impl Links for Hnsw {
+    fn with<R>(&self, node: u32, level: usize, f: impl FnOnce(&[u32]) -> R) -> R {
+        let slots = self.slots(level);
+        let start = match level {
+            0 => node as usize * slots,
+            _ => self.upper_start[node as usize] as usize + (level - 1) * slots,
+        };
+        let links = match level {
+            0 => &self.base[start..start + slots],
+            _ => &self.upper[start..start + slots],
+        };
+        let len = links.iter().position(|&l| l == EMPTY).unwrap_or(slots);
+        f(&links[..len])
+    }
+}
+
+/// The graph while it is being built: one lock per node over its links on every level.
+struct Building<'a> {
+    vectors: &'a [f32],
+    dim: usize,
+    links: Vec<Mutex<Vec<Vec<u32>>>>,
+}
+
+impl Links for Building<'_> {
+    fn with<R>(&self, node: u32, level: usize, f: impl FnOnce(&[u32]) -> R) -> R {
+        // A poisoned lock means another insert panicked; its links are still valid.
+        let guard = self.links[node as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(&guard[level])
+    }
+}
+
+impl Hnsw {
+    /// Builds an index over `vectors` (`dim` floats each, any length: they are
+    /// normalised). `threads = 1` inserts in input order and is reproducible to the byte.
+    /// `progress` is called with the number of vectors inserted so far.
+    pub fn build(
+        vectors: &[f32],
+        dim: usize,
+        params: HnswParams,
+        threads: Option<usize>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Hnsw> {
+        if dim == 0 || !vectors.len().is_multiple_of(dim) {
+            return Err(Error::Index {
+                message: format!("{} floats are not whole vectors of {dim}", vectors.len()),
+            });
+        }
+        if params.m < 2 || params.ef_construction == 0 {
+            return Err(Error::Index {
+                message: format!(
+                    "m must be at least 2 and ef_construction at least 1, not {} and {}",
+                    params.m, params.ef_construction
+                ),
+            });
+        }
+        let n = vectors.len() / dim;
+        if n >= EMPTY as usize {
+            return Err(Error::Index {
+                message: format!("{n} vectors: at most {} fit", EMPTY - 1),
+            });
+        }
+        let unit: Vec<f32> = vectors.chunks_exact(dim).flat_map(normalized).collect();
+        let levels = draw_levels(n, params);
+        let building = Building {
+            vectors: &unit,
+            dim,
+            links: levels
+                .iter()
+                .map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1]))
+                .collect(),
+        };
+        // The entry point and top level; the first node starts the graph.
+        let entry = RwLock::new(0u32);
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let insert = |visited: &mut Visited, node: u32| {
+            building.insert(node, &levels, &entry, params, visited);
+            let count = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if count.is_multiple_of(1024) || count == n as u64 {
+                progress(count);
+            }
+        };
+        let rest = 1..n as u32;
+        match threads {
+            Some(1) => {
+                let mut visited = Visited::new(n);
+                rest.for_each(|node| insert(&mut visited, node));
+            }
+            _ => rest
+                .into_par_iter()
+                .for_each_init(|| Visited::new(n), |visited, node| insert(visited, node)),
+        }
+        let entry = entry.into_inner().unwrap_or_else(|e| e.into_inner());
+        let links: Vec<Vec<Vec<u32>>> = building
+            .links
+            .into_iter()
+            .map(|l| l.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        Ok(Hnsw::freeze(
+            dim,
+            params,
+            unit,
+            levels,
+            links,
+            (n > 0).then_some(entry),
+        ))
+    }
+
+    fn freeze(
+        dim: usize,
+        params: HnswParams,
+        vectors: Vec<f32>,
+        levels: Vec<u8>,
+        links: Vec<Vec<Vec<u32>>>,
+        entry: Option<u32>,
+    ) -> Hnsw {
+        let (m, m0) = (params.m, 2 * params.m);
+        let mut base = vec![EMPTY; levels.len() * m0];
+        let (mut upper_start, mut upper) = (Vec::with_capacity(levels.len()), Vec::new());
+        for (node, node_links) in links.iter().enumerate() {
+            base[node * m0..node * m0 + node_links[0].len()].copy_from_slice(&node_links[0]);
+            upper_start.push(upper.len() as u32);
+            for level in &node_links[1..] {
+                let start = upper.len();
+                upper.resize(start + m, EMPTY);
+                upper[start..start + level.len()].copy_from_slice(level);
+            }
+        }
+        Hnsw {
+            dim,
+            params,
+            vectors,
+            levels,
+            base,
+            upper_start,
+            upper,
+            entry,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    /// The stored unit vector of node `id`.
+    pub fn vector(&self, id: u32) -> &[f32] {
+        &self.vectors[id as usize * self.dim..(id as usize + 1) * self.dim]
+    }
+
+    fn slots(&self, level: usize) -> usize {
+        slots(self.params.m, level)
+    }
+
+    /// The `k` nearest nodes to `query` (any length; it is normalised), closest first,
+    /// searching with a candidate list of `ef` (at least `k`). Only ids for which `keep`
+    /// is true are returned.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        keep: &dyn Fn(u32) -> bool,
+    ) -> Result<Vec<Hit>> {
+        if query.len() != self.dim {
+            return Err(Error::Index {
+                message: format!(
+                    "query has {} dimensions, the index {}",
+                    query.len(),
+                    self.dim
+                ),
+            });
+        }
+        let Some(entry) = self.entry else {
+            return Ok(Vec::new());
+        };
+        let query = normalized(query);
+        let distance = |id: u32| cosine_distance(&query, self.vector(id));
+        let top = self.levels[entry as usize] as usize;
+        let mut nearest = Scored {
+            distance: distance(entry),
+            id: entry,
+        };
+        for level in (1..=top).rev() {
+            nearest = greedy(self, level, nearest, &distance);
+        }
+        let found = VISITED.with_borrow_mut(|visited| {
+            visited.grow(self.len());
+            search_level(self, 0, &[nearest], ef.max(k), &distance, visited, keep)
+        });
+        Ok(found
+            .into_iter()
+            .take(k)
+            .map(|s| Hit {
+                id: s.id,
+                distance: s.distance,
+            })
+            .collect())
+    }
+
+    /// Writes the index atomically to `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut bytes =
+            Vec::with_capacity(64 + self.levels.len() + 4 * (self.base.len() + self.vectors.len()));
+        bytes.extend_from_slice(MAGIC);
+        for word in [VERSION, self.dim as u32, self.params.m as u32] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for word in [
+            self.params.ef_construction as u64,
+            self.params.seed,
+            self.levels.len() as u64,
+            self.entry.map_or(u64::MAX, u64::from),
+            self.upper.len() as u64,
+        ] {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        bytes.extend_from_slice(&self.levels);
+        for word in self.base.iter().chain(&self.upper_start).chain(&self.upper) {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
+        for x in &self.vectors {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let sum = fnv1a64(&bytes);
+        bytes.extend_from_slice(&sum.to_le_bytes());
+        crate::fsutil::write_atomic(path, |w| {
+            w.write_all(&bytes).map_err(|e| Error::io(path, e))
+        })
+    }
+
+    /// Reads an index written by [`Hnsw::save`], checking its checksum and structure.
+    pub fn load(path: &Path) -> Result<Hnsw> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let corrupt = |what: &str| Error::Input {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("not a usable cmcl HNSW index: {what}"),
+        };
+        if bytes.len() < 8 + 12 + 40 + 8 || &bytes[..8] != MAGIC {
+            return Err(corrupt("no CMCLHNSW header"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        if fnv1a64(body) != u64::from_le_bytes(sum.try_into().map_err(|_| corrupt("checksum"))?) {
+            return Err(corrupt("checksum mismatch (truncated or damaged)"));
+        }
+        let mut reader = Reader { bytes: body, at: 8 };
+        let truncated = || corrupt("truncated");
+        let version = reader.u32().ok_or_else(truncated)?;
+        if version != VERSION {
+            return Err(corrupt(&format!(
+                "version {version}, this build reads {VERSION}"
+            )));
+        }
+        let dim = reader.u32().ok_or_else(truncated)? as usize;
+        let m = reader.u32().ok_or_else(truncated)? as usize;
+        let ef_construction = reader.u64().ok_or_else(truncated)? as usize;
+        let seed = reader.u64().ok_or_else(truncated)?;
+        let n = reader.u64().ok_or_else(truncated)? as usize;
+        let entry = reader.u64().ok_or_else(truncated)?;
+        let upper_len = reader.u64().ok_or_else(truncated)? as usize;
+        let levels = reader.take(n).ok_or_else(truncated)?.to_vec();
+        let words = |reader: &mut Reader, count: usize| -> Option<Vec<u32>> {
+            let raw = reader.take(count.checked_mul(4)?)?;
+            Some(
+                raw.chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+        };
+        let base = words(&mut reader, n.checked_mul(2 * m).ok_or_else(truncated)?)
+            .ok_or_else(truncated)?;
+        let upper_start = words(&mut reader, n).ok_or_else(truncated)?;
+        let upper = words(&mut reader, upper_len).ok_or_else(truncated)?;
+        let raw = reader
+            .take(
+                n.checked_mul(dim)
+                    .and_then(|c| c.checked_mul(4))
+                    .ok_or_else(truncated)?,
+            )
+            .ok_or_else(truncated)?;
+        let vectors = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        if reader.at != body.len() {
+            return Err(corrupt("trailing bytes"));
+        }
+        let index = Hnsw {
+            dim,
+            params: HnswParams {
+                m,
+                ef_construction,
+                seed,
+            },
+            vectors,
+            levels,
+            base,
+            upper_start,
+            upper,
+            entry: (entry != u64::MAX).then_some(entry as u32),
+        };
+        index.check().map_err(|what| corrupt(&what))?;
+        Ok(index)
+    }
+
+    /// Structural checks after loading, so a search can never index out of bounds.
+    fn check(&self) -> std::result::Result<(), String> {
+        let n = self.len();
+        if self.dim == 0 || self.params.m < 2 {
+            return Err("dim or m is zero".into());
+        }
+        if let Some(entry) = self.entry {
+            if entry as usize >= n {
+                return Err("entry point out of range".into());
+            }
+        }
+        let mut expected = 0usize;
+        for (node, &level) in self.levels.iter().enumerate() {
+            if self.upper_start[node] as usize != expected {
+                return Err(format!("node {node}: upper links misplaced"));
+            }
+            expected += level as usize * self.params.m;
+        }
+        if expected != self.upper.len() {
+            return Err("upper links do not add up".into());
+        }
+        let in_range = |&l: &u32| l == EMPTY || (l as usize) < n;
+        if !self.base.iter().all(in_range) || !self.upper.iter().all(in_range) {
+            return Err("a link points past the last node".into());
+        }
+        Ok(())
+    }
+}
+
+fn slots(m: usize, level: usize) -> usize {
+    match level {
+        0 => 2 * m,
+        _ => m,
+    }
+}
+
+/// One level per node: `floor(-ln(U) / ln(m))`, capped so a byte holds it.
+fn draw_levels(n: usize, params: HnswParams) -> Vec<u8> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed);
+    let scale = 1.0 / (params.m as f64).ln();
+    (0..n)
+        .map(|_| {
+            let u: f64 = rng.random::<f64>();
+            let level = (-(1.0 - u).ln() * scale).floor();
+            level.min(32.0) as u8
+        })
+        .collect()
+}
+
+impl Building<'_> {
+    fn vector(&self, id: u32) -> &[f32] {
+        &self.vectors[id as usize * self.dim..(id as usize + 1) * self.dim]
+    }
+
+    /// Adds links from `owner` on `level`, re-selecting when the list overflows. Links
+    /// are merged, never overwritten: in a parallel build another insert may already
+    /// have linked to a node that is still choosing its own neighbours.
+    fn connect(&self, owner: u32, level: usize, added: &[u32], max: usize) {
+        let mut links = self.links[owner as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let list = &mut links[level];
+        for &id in added {
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        if list.len() <= max {
+            return;
+        }
+        let origin = self.vector(owner);
+        let mut scored: Vec<Scored> = list
+            .iter()
+            .map(|&id| Scored {
+                distance: cosine_distance(origin, self.vector(id)),
+                id,
+            })
+            .collect();
+        scored.sort_unstable();
+        // Filling the slots keeps the list full, so pruning seldom strands a node with no
+        // way in.
+        let kept = select(&scored, max, true, &|a, b| {
+            cosine_distance(self.vector(a), self.vector(b))
+        });
+        *list = kept.iter().map(|s| s.id).collect();
+    }
+
+    fn insert(
+        &self,
+        node: u32,
+        levels: &[u8],
+        entry: &RwLock<u32>,
+        params: HnswParams,
+        visited: &mut Visited,
+    ) {
+        let query = self.vector(node);
+        let distance = |id: u32| cosine_distance(query, self.vector(id));
+        let level = levels[node as usize] as usize;
+        // Holding the read lock for the whole insert lets a new top node take the write
+        // lock only once no insert is still descending from the old entry point.
+        let mut grew = None;
+        let entry_guard = entry.read().unwrap_or_else(|e| e.into_inner());
+        let start = *entry_guard;
+        let top = levels[start as usize] as usize;
+        let mut nearest = Scored {
+            distance: distance(start),
+            id: start,
+        };
+        for l in (level + 1..=top).rev() {
+            nearest = greedy(self, l, nearest, &distance);
+        }
+        let mut found = vec![nearest];
+        for l in (0..=level.min(top)).rev() {
+            found = search_level(
+                self,
+                l,
+                &found,
+                params.ef_construction,
+                &distance,
+                visited,
+                &|_| true,
+            );
+            let chosen = select(&found, params.m, false, &|a, b| {
+                cosine_distance(self.vector(a), self.vector(b))
+            });
+            let max = slots(params.m, l);
+            let ids: Vec<u32> = chosen.iter().map(|s| s.id).collect();
+            self.connect(node, l, &ids, max);
+            for &neighbour in &ids {
+                self.connect(neighbour, l, &[node], max);
+            }
+        }
+        if level > top {
+            grew = Some(level);
+        }
+        drop(entry_guard);
+        if grew.is_some() {
+            let mut entry = entry.write().unwrap_or_else(|e| e.into_inner());
+            if levels[*entry as usize] < levels[node as usize] {
+                *entry = node;
+            }
+        }
+    }
+}
+
+/// Greedy walk on one level towards `query`'s nearest node.
+fn greedy(
+    links: &impl Links,
+    level: usize,
+    mut nearest: Scored,
+    distance: &dyn Fn(u32) -> f32,
+) -> Scored {
+    loop {
+        let mut moved = false;
+        let current = nearest.id;
+        links.with(current, level, |ids| {
+            for &id in ids {
+                let d = distance(id);
+                let candidate = Scored { distance: d, id };
+                if candidate < nearest {
+                    nearest = candidate;
+                    moved = true;
+                }
+            }
+        });
+        if !moved {
+            return nearest;
+        }
+    }
+}
+
+/// Best-first search on one level from `starts`, keeping the `ef` closest kept nodes;
+/// returns them closest first.
+fn search_level(
+    links: &impl Links,
+    level: usize,
+    starts: &[Scored],
+    ef: usize,
+    distance: &dyn Fn(u32) -> f32,
+    visited: &mut Visited,
+    keep: &dyn Fn(u32) -> bool,
+) -> Vec<Scored> {
+    visited.clear();
+    // Candidates closest first (a min-heap via Reverse); results farthest first.
+    let mut candidates: BinaryHeap<std::cmp::Reverse<Scored>> = BinaryHeap::new();
+    let mut results: BinaryHeap<Scored> = BinaryHeap::new();
+    for &start in starts {
+        if visited.insert(start.id) {
+            candidates.push(std::cmp::Reverse(start));
+            if keep(start.id) {
+                results.push(start);
+            }
+        }
+    }
+    while results.len() > ef {
+        results.pop();
+    }
+    let mut neighbours = Vec::with_capacity(64);
+    while let Some(std::cmp::Reverse(current)) = candidates.pop() {
+        if results.len() >= ef
+            && results
+                .peek()
+                .is_some_and(|worst| current.distance > worst.distance)
+        {
+            break;
+        }
+        neighbours.clear();
+        links.with(current.id, level, |ids| neighbours.extend_from_slice(ids));
+        for &id in &neighbours {
+            if !visited.insert(id) {
+                continue;
+            }
+            let candidate = Scored {
+                distance: distance(id),
+                id,
+            };
+            let full = results.len() >= ef;
+            if full && results.peek().is_some_and(|worst| candidate >= *worst) {
+                continue;
+            }
+            candidates.push(std::cmp::Reverse(candidate));
+            if keep(id) {
+                results.push(candidate);
+                if results.len() > ef {
+                    results.pop();
+                }
+            }
+        }
+    }
+    results.into_sorted_vec()
+}
+
+/// The neighbour-selection heuristic (the paper's algorithm 4): walk the candidates
+/// closest first and keep one only when it is closer to the new node than to every node
+/// already kept, which spreads the links across directions. With `fill`, the closest of
+/// the pruned fill the free slots (the paper's `keepPrunedConnections`).
+fn select(
+    sorted: &[Scored],
+    max: usize,
+    fill: bool,
+    between: &dyn Fn(u32, u32) -> f32,
+) -> Vec<Scored> {
+    let mut kept: Vec<Scored> = Vec::with_capacity(max);
+    let mut pruned = Vec::new();
+    for &candidate in sorted {
+        if kept.len() >= max {
+            break;
+        }
+        if kept
+            .iter()
+            .all(|k| between(k.id, candidate.id) > candidate.distance)
+        {
+            kept.push(candidate);
+        } else if fill {
+            pruned.push(candidate);
+        }
+    }
+    let free = max - kept.len();
+    kept.extend(pruned.into_iter().take(free));
+    kept
+}
+
+/// 64-bit FNV-1a: a cheap checksum that catches truncation and bit rot.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{any, prop_assert, prop_assert_eq, proptest, ProptestConfig};
+
+    fn random_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n * dim).map(|_| rng.random::<f32>() - 0.5).collect()
+    }
+
+    /// The exact top-k by brute force, same order as the index (distance, then id).
+    fn brute_force(index: &Hnsw, query: &[f32], k: usize, keep: &dyn Fn(u32) -> bool) -> Vec<u32> {
+        let query = normalized(query);
+        let mut all: Vec<Scored> = (0..index.len() as u32)
+            .filter(|&id| keep(id))
+            .map(|id| Scored {
+                distance: cosine_distance(&query, index.vector(id)),
+                id,
+            })
+            .collect();
+        all.sort_unstable();
+        all.into_iter().take(k).map(|s| s.id).collect()
+    }
+
+    fn no_progress(_: u64) {}
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// At a high ef the index agrees with brute force, and excluded ids never come back.
+        #[test]
+        fn high_ef_matches_brute_force_and_exclusions_hold(
+            n in 1usize..400,
+            dim in 4usize..12,
+            m in 4usize..17,
+            seed in any::<u64>(),
+            excluded_every in 2u32..7,
+        ) {
+            let data = random_vectors(n, dim, seed);
+            let params = HnswParams { m, ef_construction: 64, seed };
+            let index = Hnsw::build(&data, dim, params, None, &no_progress).unwrap();
+            let queries = random_vectors(20, dim, seed ^ 1);
+            let k = 10;
+            let keep = |id: u32| !id.is_multiple_of(excluded_every);
+            let (mut agreed, mut total) = (0usize, 0usize);
+            for query in queries.chunks_exact(dim) {
+                let exact = brute_force(&index, query, k, &keep);
+                let found = index.search(query, k, 200, &keep).unwrap();
+                prop_assert!(found.iter().all(|h| keep(h.id)));
+                prop_assert!(found.windows(2).all(|w| w[0].distance <= w[1].distance));
+                prop_assert_eq!(found.len(), exact.len());
+                agreed += found.iter().filter(|h| exact.contains(&h.id)).count();
+                total += exact.len();
+            }
+            prop_assert!(agreed as f64 >= 0.99 * total as f64, "recall {agreed}/{total}");
+        }
+    }
+
+    #[test]
+    fn one_thread_builds_are_byte_identical_and_files_round_trip() {
+        let (n, dim) = (2000, 16);
+        let data = random_vectors(n, dim, 7);
+        let params = HnswParams {
+            m: 8,
+            ef_construction: 50,
+            seed: 3,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.hnsw"), dir.path().join("b.hnsw"));
+        Hnsw::build(&data, dim, params, Some(1), &no_progress)
+            .unwrap()
+            .save(&a)
+            .unwrap();
+        let index = Hnsw::build(&data, dim, params, Some(1), &no_progress).unwrap();
+        index.save(&b).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let loaded = Hnsw::load(&a).unwrap();
+        assert_eq!(loaded, index);
+        // Another seed draws other levels, so other bytes.
+        let other = Hnsw::build(
+            &data,
+            dim,
+            HnswParams { seed: 4, ..params },
+            Some(1),
+            &no_progress,
+        )
+        .unwrap();
+        assert_ne!(other, index);
+
+        // A parallel build finds the same neighbours at a high ef.
+        let parallel = Hnsw::build(&data, dim, params, None, &no_progress).unwrap();
+        let query = &data[..dim];
+        let all = |_| true;
+        let ids = |hits: Vec<Hit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(parallel.search(query, 5, 300, &all).unwrap()),
+            ids(index.search(query, 5, 300, &all).unwrap())
+        );
+    }
+
+    #[test]
+    fn damaged_files_and_wrong_dimensions_are_clear_errors() {
+        let data = random_vectors(300, 8, 1);
+        let index = Hnsw::build(&data, 8, HnswParams::default(), Some(1), &no_progress).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.hnsw");
+        index.save(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Hnsw::load(&path).unwrap_err().to_string();
+        assert!(err.contains("x.hnsw") && err.contains("checksum"), "{err}");
+        std::fs::write(&path, &bytes[..50]).unwrap();
+        assert!(Hnsw::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("x.hnsw"));
+
+        let err = index
+            .search(&[1.0; 7], 3, 10, &|_| true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("7 dimensions") && err.contains("8"), "{err}");
+        let err =
+            Hnsw::build(&data[..13], 8, HnswParams::default(), None, &no_progress).unwrap_err();
+        assert!(err.to_string().contains("13 floats"), "{err}");
+        let empty = Hnsw::build(&[], 8, HnswParams::default(), None, &no_progress).unwrap();
+        assert!(empty
+            .search(&[1.0; 8], 3, 10, &|_| true)
+            .unwrap()
+            .is_empty());
+    }
+}
