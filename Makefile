@@ -22,7 +22,7 @@ MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa5
 APT_PKGS := apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
 WORDNET  := /usr/share/wordnet
 
-.PHONY: all build augment synth models apt-deps test test-deps bench lint clean
+.PHONY: all build augment index synth models apt-deps test test-deps bench lint clean
 
 all: augment
 
@@ -60,6 +60,11 @@ augment: build $(SYNTH)/pairs.jsonl models apt-deps
 	@$(CMCL) stats $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
 	@echo "shards are in $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE))) (cmcl inspect DIR shows them)"
 
+# The retrieval stage's HNSW indexes (text: MiniLM, image: the pipeline's embedding),
+# built ahead of `make augment`, which reuses them.
+index: build $(SYNTH)/pairs.jsonl models
+	$(CMCL) index --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
+
 # Python peers the tests read shards with (pyarrow, polars), in an ignored venv.
 $(VENV)/.test-deps: tools/requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -91,6 +96,10 @@ bench: $(VENV)/.bench-deps build models apt-deps
 	$(CMCL) eval-parser $(DATA)/factual-dev/dev.csv --predictions $(BENCH_OUT)/sng_parser_pred.csv \
 		--json $(BENCH_OUT)/sng_parser_scores.json
 	$(CMCL) eval-parser $(DATA)/factual-dev/dev.csv --json $(BENCH_OUT)/cmcl_parser_scores.json
+	# HNSW against hnswlib on GloVe 6B 50d and MiniLM caption vectors, then 1M random vectors.
+	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --prepare
+	$(VENV)/bin/python bench/hnsw_peer.py --work $(BENCH_OUT)/hnsw
+	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --scale 1000000
 
 lint:
 	$(CARGO) fmt --check

@@ -8,45 +8,18 @@
 //! - The whole `backtranslate` stage on pipelines/coco.toml: acceptance by reason, share
 //!   of captions with a positive, median similarity.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use cmcl::backtranslate::apertium::{Apertium, ApertiumOptions};
 use cmcl::backtranslate::marian::{testing, Marian, MarianOptions};
 use cmcl::backtranslate::{round_trip, Translator, ROUND_TRIP_CHUNK};
-use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
 use cmcl::text_encoder::TextEncoder;
+use common::arg;
 
-fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .with_context(|| format!("usage: backtranslate --data DIR --out DIR (missing {name}); run it with `make bench`"))
-}
-
-fn coco_captions(data: &Path) -> anyhow::Result<Vec<String>> {
-    let inputs = Inputs {
-        pairs: vec![Source {
-            format: Format::Coco,
-            path: data.join("coco/annotations/captions_val2017.json"),
-            dataset: None,
-            images_dir: None,
-            instances: None,
-            columns: Columns::default(),
-        }],
-        image_corpus: vec![],
-        text_corpus: vec![],
-    };
-    let (corpus, _) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
-    Ok(corpus
-        .pairs
-        .into_iter()
-        .map(|p| p.caption.replace(['\n', '\r', '\t'], " "))
-        .collect())
-}
+mod common;
 
 fn shell(script: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
@@ -74,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         arg(&args, "--out")?.join("backtranslate"),
     );
     std::fs::create_dir_all(&out)?;
-    let captions = coco_captions(&data)?;
+    let captions = common::captions(&data, false)?;
     let n = captions.len() as f64;
     let lines: Vec<&str> = captions.iter().map(String::as_str).collect();
     let file = out.join("captions.txt");

@@ -5,44 +5,14 @@
 //! and prints the comparison.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+mod common;
+
+use cmcl::config::{Format, IngestConfig, Inputs};
 use cmcl::tfidf::{TfidfConfig, TfidfIndex};
-
-fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
-    Source {
-        format,
-        path,
-        dataset: Some(dataset.into()),
-        images_dir: None,
-        instances: None,
-        columns: Columns::default(),
-    }
-}
-
-/// Peak resident set size of this process so far, in MiB.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "usage: tfidf --data DIR --out DIR (missing {name}); run it with `make bench`"
-            )
-        })
-}
+use common::{arg, peak_rss_mib, source};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -100,7 +100,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     manifest.recompute_totals();
     manifest.save(&manifest_path)?;
 
-    let bar = progress_bar(opts.progress, corpus.pairs.len() as u64);
+    let bar = progress_bar(opts.progress, corpus.pairs.len() as u64, "pairs");
     bar.inc(manifest.shards.iter().map(|s| s.rows as u64).sum());
     // Corpus-wide stage state is built only when some shard needs writing.
     let mut stages: Option<Sequence> = None;
@@ -116,6 +116,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 let context = BuildContext {
                     cache_dir: &opts.cache_dir,
                     seed: pipeline.seed,
+                    out_dir: out,
+                    progress: opts.progress,
                 };
                 stages.insert(Sequence::build(&pipeline.stages, &corpus, &context)?)
             }
@@ -139,14 +141,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     })
 }
 
-fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+/// A progress bar counting `unit` (hidden when not `enabled`).
+pub fn progress_bar(enabled: bool, total: u64, unit: &str) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{bar:30}] {pos}/{len} pairs ({per_sec}, eta {eta}) {msg}",
-    ) {
+    if let Ok(style) = ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
+    )) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

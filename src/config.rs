@@ -147,6 +147,7 @@ pub enum StageConfig {
     Tfidf(TfidfConfig),
     Backtranslate(BacktranslateConfig),
     SceneGraph(SceneGraphConfig),
+    Retrieval(crate::retrieval::RetrievalConfig),
 }
 
 impl Pipeline {
@@ -176,6 +177,7 @@ impl Pipeline {
             let paths = match stage {
                 StageConfig::Backtranslate(c) => c.paths_mut(),
                 StageConfig::SceneGraph(c) => c.paths_mut(),
+                StageConfig::Retrieval(c) => c.paths_mut(),
                 StageConfig::Tfidf(_) => Vec::new(),
             };
             for path in paths {
@@ -230,6 +232,7 @@ impl Pipeline {
                 StageConfig::Tfidf(c) => ("tfidf", c.validate()),
                 StageConfig::Backtranslate(c) => ("backtranslate", c.validate()),
                 StageConfig::SceneGraph(c) => ("scene_graph", c.validate()),
+                StageConfig::Retrieval(c) => ("retrieval", c.validate()),
             };
             checked.map_err(|m| Error::config(origin, format!("stage {name}: {m}")))?;
         }

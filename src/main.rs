@@ -66,6 +66,24 @@ enum Command {
         #[arg(long, default_value = ".cache/cmcl")]
         cache_dir: PathBuf,
     },
+    /// Build the retrieval indexes of a pipeline's `retrieval` stage (text and image HNSW
+    /// under OUT/index) ahead of `augment`, which reuses them. Unchanged inputs: nothing
+    /// to do. Prints what was built and how much the image neighbours' object labels
+    /// overlap, against random pairs.
+    Index {
+        /// Pipeline TOML file (needs a `retrieval` stage).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Output folder [default: out/<pipeline name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Worker threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Hide the progress bars.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Print a shard's schema and first rows (a shard file, or a run folder).
     Inspect {
         path: PathBuf,
@@ -102,6 +120,17 @@ enum Command {
         #[arg(long)]
         tags: bool,
     },
+}
+
+/// Sizes the global thread pool (default: all cores).
+fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("setting up the thread pool")?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -148,12 +177,7 @@ fn main() -> anyhow::Result<()> {
             cache_dir,
         } => {
             let p = Pipeline::load(&pipeline)?;
-            if let Some(n) = threads {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build_global()
-                    .context("setting up the thread pool")?;
-            }
+            set_threads(threads)?;
             let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&p.name));
             let options = RunOptions {
                 out_dir: out_dir.clone(),
@@ -172,6 +196,59 @@ fn main() -> anyhow::Result<()> {
                 summary.shards_reused,
                 summary.manifest.display()
             );
+        }
+        Command::Index {
+            pipeline,
+            out,
+            threads,
+            no_progress,
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            set_threads(threads)?;
+            let config = p
+                .stages
+                .iter()
+                .find_map(|s| match s {
+                    cmcl::config::StageConfig::Retrieval(c) => Some(c),
+                    _ => None,
+                })
+                .with_context(|| format!("{} has no retrieval stage", pipeline.display()))?;
+            let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&p.name));
+            let (corpus, _) = cmcl::ingest::ingest(&p.inputs, &p.ingest)?;
+            let dir = cmcl::retrieval::index::index_dir(&out_dir);
+            let _lock = augment::OutputLock::acquire(&out_dir)?;
+            let indexes =
+                cmcl::retrieval::index::build_or_open(config, &corpus, &dir, !no_progress)?;
+            for (name, record) in [
+                ("text", &indexes.manifest.text),
+                ("image", &indexes.manifest.image),
+            ] {
+                if let Some(r) = record {
+                    let how = match indexes.built.contains(&name) {
+                        true => format!("built in {:.1} s", r.build_seconds),
+                        false => "unchanged, reused".to_string(),
+                    };
+                    eprintln!(
+                        "{name} index: {} vectors of {} ({}), {how}",
+                        r.count, r.dim, r.embedding
+                    );
+                }
+            }
+            let overlap = cmcl::retrieval::object_overlap(
+                &indexes.entries,
+                &corpus,
+                &indexes.image,
+                config.image_k.max(1),
+                config.ef,
+                p.seed,
+            )?;
+            if let Some((near, random)) = overlap {
+                eprintln!(
+                    "object labels: mean Jaccard {near:.3} with the {} nearest images, {random:.3} for random pairs",
+                    config.image_k.max(1)
+                );
+            }
+            eprintln!("indexes are in {}", dir.display());
         }
         Command::Inspect { path, rows } => print!("{}", cmcl::inspect::inspect(&path, rows)?),
         Command::Stats { dir } => print!("{}", cmcl::inspect::stats(&dir)?),

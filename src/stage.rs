@@ -101,6 +101,10 @@ pub struct BuildContext<'a> {
     pub cache_dir: &'a Path,
     /// The pipeline's seed, for stages that sample.
     pub seed: u64,
+    /// The run's output folder (the retrieval indexes live in it).
+    pub out_dir: &'a Path,
+    /// Show progress bars for long set-up work (index builds).
+    pub progress: bool,
 }
 
 impl Sequence {
@@ -130,6 +134,12 @@ impl Sequence {
                             context.cache_dir,
                         )?)
                     }
+                    StageConfig::Retrieval(c) => Box::new(crate::retrieval::RetrievalStage::build(
+                        c.clone(),
+                        corpus,
+                        context.out_dir,
+                        context.progress,
+                    )?),
                 })
             })
             .collect::<Result<_>>()?;

@@ -55,7 +55,7 @@
 //! never produced. Sampling draws from a ChaCha8 generator seeded by SHA-256 of the seed
 //! and the text, so it is reproducible and independent of batching.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, D};
@@ -1090,7 +1090,6 @@ fn sinusoids(positions: usize, d: usize, device: &Device) -> candle_core::Result
 /// throughput benchmarks (outputs are gibberish; shapes and costs are real).
 pub mod testing {
     use super::*;
-    use candle_nn::{VarBuilder, VarMap};
     use candle_transformers::models::marian::MTModel;
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::Whitespace;
@@ -1151,43 +1150,18 @@ pub mod testing {
     /// `seed`; the tokenizers have `</s>`, `<pad>` and `<unk>` at the config's ids and
     /// `word(id)` everywhere else.
     pub fn write_random_model(dir: &Path, config: &Config, seed: u64) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let err = |e: candle_core::Error| Error::model(dir, e);
         // candle's own MTModel registers every tensor it reads, so the names and shapes
         // are exactly a real checkpoint's.
-        let shapes: BTreeMap<String, Vec<usize>> = {
-            let varmap = VarMap::new();
-            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-            MTModel::new(config, vb).map_err(err)?;
-            let vars = varmap
-                .data()
-                .lock()
-                .map_err(|_| Error::model(dir, "variable map lock poisoned"))?;
-            vars.iter()
-                .map(|(name, var)| (name.clone(), var.dims().to_vec()))
-                .collect()
-        };
-        // Sorted names, so the seed alone fixes every value.
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut tensors = HashMap::new();
-        for (name, shape) in shapes {
-            let n: usize = shape.iter().product();
-            let values: Vec<f32> = if name.contains("layer_norm") {
-                vec![if name.ends_with(".weight") { 1.0 } else { 0.0 }; n]
-            } else if name == "final_logits_bias" {
-                vec![0.0; n]
-            } else {
-                // Twice PyTorch's usual spread, so the output depends on the input.
-                let bound = match shape.as_slice() {
-                    [_, fan_in] => 2.0 * (3.0 / *fan_in as f32).sqrt(),
-                    _ => 0.02,
-                };
-                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-            };
-            let tensor = Tensor::from_vec(values, shape, &Device::Cpu).map_err(err)?;
-            tensors.insert(name, tensor);
-        }
-        candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE)).map_err(err)?;
+        crate::random_weights::write(
+            &dir.join(WEIGHTS_FILE),
+            seed,
+            |vb| MTModel::new(config, vb).map(drop),
+            |name| match name {
+                _ if name.contains("layer_norm") => Some(f32::from(name.ends_with(".weight"))),
+                "final_logits_bias" => Some(0.0),
+                _ => None,
+            },
+        )?;
 
         let json = serde_json::json!({
             "model_type": "marian",

@@ -1,0 +1,65 @@
+//! Helpers shared by the `make bench` binaries.
+
+#![allow(dead_code)] // each bench uses a different subset
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+
+pub fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
+    Source {
+        format,
+        path,
+        dataset: Some(dataset.into()),
+        images_dir: None,
+        instances: None,
+        columns: Columns::default(),
+    }
+}
+
+/// The COCO val2017 captions, then (with `flickr`) the Flickr8k ones, one line each.
+pub fn captions(data: &Path, flickr: bool) -> anyhow::Result<Vec<String>> {
+    let mut pairs = vec![source(
+        Format::Coco,
+        data.join("coco/annotations/captions_val2017.json"),
+        "coco",
+    )];
+    if flickr {
+        pairs.push(source(
+            Format::Flickr8k,
+            data.join("flickr8k/Flickr8k.token.txt"),
+            "flickr8k",
+        ));
+    }
+    let inputs = Inputs {
+        pairs,
+        image_corpus: vec![],
+        text_corpus: vec![],
+    };
+    let (corpus, _) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
+    Ok(corpus
+        .pairs
+        .into_iter()
+        .map(|p| p.caption.replace(['\n', '\r', '\t'], " "))
+        .collect())
+}
+
+/// Peak resident set size of this process so far, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// The value after `name` on the command line.
+pub fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .with_context(|| format!("missing {name} DIR; run the benchmarks with `make bench`"))
+}

@@ -1,0 +1,358 @@
+//! The retrieval indexes of a run, under `<out>/index/`: `text.hnsw` (MiniLM vectors of
+//! every caption, then every text of the text corpus), `image.hnsw` (one vector per
+//! distinct pair image, then every image of the image corpus) and `manifest.json`
+//! (embedding ids, dimensions, counts, input checksums, build parameters, file
+//! checksums). Node `i` of an index is entry `i` of [`Entries`], which is derived from the
+//! corpus in a fixed order, so nothing else needs storing.
+//!
+//! An index whose input checksum and file checksum match the manifest is loaded, not
+//! rebuilt; anything else rebuilds it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::image::{ImageEmbedder, ImageRef};
+use super::RetrievalConfig;
+use crate::error::{Error, Result};
+use crate::hnsw::{Hnsw, HnswParams};
+use crate::record::Corpus;
+use crate::text_encoder::TextEncoder;
+
+pub const MANIFEST: &str = "manifest.json";
+const TEXT_FILE: &str = "text.hnsw";
+const IMAGE_FILE: &str = "image.hnsw";
+/// Texts per encoder call (and progress step).
+const ENCODE_CHUNK: usize = 512;
+
+/// What the nodes of both indexes stand for.
+#[derive(Debug, Default)]
+pub struct Entries {
+    /// Per text node: the pair row it is the caption of, or the text-corpus index.
+    pub texts: Vec<TextEntry>,
+    /// Per image node: the first pair row showing it, or the image-corpus index.
+    pub images: Vec<ImageEntry>,
+    /// Image node of each pair row.
+    pub image_of_pair: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TextEntry {
+    Caption(usize),
+    Corpus(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageEntry {
+    Pair(usize),
+    Corpus(usize),
+}
+
+impl Entries {
+    pub fn of(corpus: &Corpus) -> Entries {
+        let mut entries = Entries {
+            texts: (0..corpus.pairs.len()).map(TextEntry::Caption).collect(),
+            ..Entries::default()
+        };
+        entries
+            .texts
+            .extend((0..corpus.texts.len()).map(TextEntry::Corpus));
+        let mut seen: HashMap<(&str, &str), u32> = HashMap::new();
+        for (row, pair) in corpus.pairs.iter().enumerate() {
+            let node = *seen
+                .entry((pair.dataset.as_str(), pair.image_id.as_str()))
+                .or_insert_with(|| {
+                    entries.images.push(ImageEntry::Pair(row));
+                    entries.images.len() as u32 - 1
+                });
+            entries.image_of_pair.push(node);
+        }
+        entries
+            .images
+            .extend((0..corpus.images.len()).map(ImageEntry::Corpus));
+        entries
+    }
+
+    pub fn text<'a>(&self, corpus: &'a Corpus, node: u32) -> &'a str {
+        match self.texts[node as usize] {
+            TextEntry::Caption(row) => &corpus.pairs[row].caption,
+            TextEntry::Corpus(i) => &corpus.texts[i].text,
+        }
+    }
+
+    pub fn image<'a>(&self, corpus: &'a Corpus, node: u32) -> ImageRef<'a> {
+        match self.images[node as usize] {
+            ImageEntry::Pair(row) => {
+                let p = &corpus.pairs[row];
+                ImageRef {
+                    image_id: &p.image_id,
+                    image_path: p.image_path.as_deref(),
+                    image_vector: p.image_vector.as_deref(),
+                }
+            }
+            ImageEntry::Corpus(i) => {
+                let c = &corpus.images[i];
+                ImageRef {
+                    image_id: &c.image_id,
+                    image_path: c.image_path.as_deref(),
+                    image_vector: c.image_vector.as_deref(),
+                }
+            }
+        }
+    }
+
+    pub fn objects<'a>(&self, corpus: &'a Corpus, node: u32) -> Option<&'a [String]> {
+        match self.images[node as usize] {
+            ImageEntry::Pair(row) => corpus.pairs[row].objects.as_deref(),
+            ImageEntry::Corpus(i) => corpus.images[i].objects.as_deref(),
+        }
+    }
+}
+
+/// One index's line in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexRecord {
+    pub file: String,
+    /// The embedding method (model id or descriptor settings).
+    pub embedding: String,
+    pub dim: usize,
+    pub count: usize,
+    /// SHA-256 over the embedding id, the build settings and every input it embeds.
+    pub inputs_sha256: String,
+    pub hnsw: HnswParams,
+    pub reproducible: bool,
+    pub file_sha256: String,
+    pub build_seconds: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IndexManifest {
+    pub text: Option<IndexRecord>,
+    pub image: Option<IndexRecord>,
+}
+
+/// Both indexes, loaded.
+pub struct Indexes {
+    pub entries: Entries,
+    pub text: Hnsw,
+    pub image: Hnsw,
+    pub manifest: IndexManifest,
+    /// Indexes built (rather than loaded) by this call.
+    pub built: Vec<&'static str>,
+}
+
+/// Loads the indexes under `dir`, building whichever is missing or stale.
+pub fn build_or_open(
+    config: &RetrievalConfig,
+    corpus: &Corpus,
+    dir: &Path,
+    progress: bool,
+) -> Result<Indexes> {
+    let entries = Entries::of(corpus);
+    let manifest_path = dir.join(MANIFEST);
+    let mut manifest: IndexManifest = match std::fs::read(&manifest_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => IndexManifest::default(),
+    };
+    let mut built = Vec::new();
+
+    let encoder = TextEncoder::load(&config.text_encoder)?;
+    let text_sum = inputs_sha256(encoder.id(), config, |h| {
+        for node in 0..entries.texts.len() as u32 {
+            let text = entries.text(corpus, node);
+            h.update((text.len() as u64).to_le_bytes());
+            h.update(text.as_bytes());
+        }
+    });
+    let text = match reuse(dir, manifest.text.as_ref(), &text_sum) {
+        Some(index) => index,
+        None => {
+            let started = std::time::Instant::now();
+            let texts: Vec<&str> = (0..entries.texts.len() as u32)
+                .map(|n| entries.text(corpus, n))
+                .collect();
+            let bar = bar(progress, texts.len(), "texts embedded (MiniLM)");
+            let mut vectors = Vec::with_capacity(texts.len() * encoder.dim());
+            for chunk in texts.chunks(ENCODE_CHUNK) {
+                vectors.extend(encoder.encode(chunk)?.into_iter().flatten());
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+            let index = build(config, &vectors, encoder.dim(), progress, "texts")?;
+            manifest.text = Some(save(
+                dir,
+                TEXT_FILE,
+                &index,
+                encoder.id(),
+                text_sum,
+                config,
+                started,
+            )?);
+            save_manifest(&manifest_path, &manifest)?;
+            built.push("text");
+            index
+        }
+    };
+
+    let embedder = config.image_embeddings.build()?;
+    let image_sum = inputs_sha256(&embedder.id(), config, |h| {
+        for node in 0..entries.images.len() as u32 {
+            let image = entries.image(corpus, node);
+            for part in [image.image_id, image.image_path.unwrap_or("")] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            for x in image.image_vector.unwrap_or(&[]) {
+                h.update(x.to_le_bytes());
+            }
+        }
+    });
+    let image = match reuse(dir, manifest.image.as_ref(), &image_sum) {
+        Some(index) => index,
+        None => {
+            let started = std::time::Instant::now();
+            let (vectors, dim) = embed_images(&entries, corpus, embedder.as_ref(), progress)?;
+            let index = build(config, &vectors, dim, progress, "images")?;
+            manifest.image = Some(save(
+                dir,
+                IMAGE_FILE,
+                &index,
+                &embedder.id(),
+                image_sum,
+                config,
+                started,
+            )?);
+            save_manifest(&manifest_path, &manifest)?;
+            built.push("image");
+            index
+        }
+    };
+    Ok(Indexes {
+        entries,
+        text,
+        image,
+        manifest,
+        built,
+    })
+}
+
+fn bar(progress: bool, total: usize, what: &str) -> ProgressBar {
+    crate::augment::progress_bar(progress, total as u64, what)
+}
+
+fn inputs_sha256(
+    embedding: &str,
+    config: &RetrievalConfig,
+    feed: impl FnOnce(&mut Sha256),
+) -> String {
+    let mut h = Sha256::new();
+    let settings = serde_json::json!({
+        "embedding": embedding,
+        "hnsw": config.hnsw,
+        "reproducible": config.reproducible,
+    });
+    h.update(settings.to_string().as_bytes());
+    feed(&mut h);
+    crate::fsutil::hex(&h.finalize())
+}
+
+/// The index in `dir` when the manifest says it was built from these inputs and the
+/// file is intact.
+fn reuse(dir: &Path, record: Option<&IndexRecord>, inputs: &str) -> Option<Hnsw> {
+    let record = record.filter(|r| r.inputs_sha256 == inputs)?;
+    let path = dir.join(&record.file);
+    let sum = crate::fsutil::sha256_file(&path).ok()?;
+    (sum == record.file_sha256).then(|| Hnsw::load(&path).ok())?
+}
+
+fn build(
+    config: &RetrievalConfig,
+    vectors: &[f32],
+    dim: usize,
+    progress: bool,
+    what: &str,
+) -> Result<Hnsw> {
+    let n = vectors.len() / dim.max(1);
+    let bar = bar(progress, n, &format!("{what} indexed (HNSW)"));
+    let threads = config.reproducible.then_some(1);
+    let index = Hnsw::build(vectors, dim.max(1), config.hnsw, threads, &|done| {
+        bar.set_position(done)
+    })?;
+    bar.finish_and_clear();
+    Ok(index)
+}
+
+fn save(
+    dir: &Path,
+    file: &str,
+    index: &Hnsw,
+    embedding: &str,
+    inputs_sha256: String,
+    config: &RetrievalConfig,
+    started: std::time::Instant,
+) -> Result<IndexRecord> {
+    let path = dir.join(file);
+    index.save(&path)?;
+    Ok(IndexRecord {
+        file: file.to_string(),
+        embedding: embedding.to_string(),
+        dim: index.dim(),
+        count: index.len(),
+        inputs_sha256,
+        hnsw: config.hnsw,
+        reproducible: config.reproducible,
+        file_sha256: crate::fsutil::sha256_file(&path)?,
+        build_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn save_manifest(path: &Path, manifest: &IndexManifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::io(path, e.into()))?;
+    crate::fsutil::write_bytes_atomic(path, &json)
+}
+
+/// Every image's vector, in node order; all must have the same dimension.
+fn embed_images(
+    entries: &Entries,
+    corpus: &Corpus,
+    embedder: &dyn ImageEmbedder,
+    progress: bool,
+) -> Result<(Vec<f32>, usize)> {
+    let bar = bar(progress, entries.images.len(), "images embedded");
+    let vectors: Vec<Vec<f32>> = (0..entries.images.len() as u32)
+        .into_par_iter()
+        .map(|node| {
+            let vector = embedder.embed(&entries.image(corpus, node));
+            bar.inc(1);
+            vector
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    let dim = vectors.first().map_or(1, Vec::len);
+    for (node, v) in vectors.iter().enumerate() {
+        if v.len() != dim || dim == 0 {
+            let image = entries.image(corpus, node as u32);
+            let first = entries.image(corpus, 0);
+            return Err(Error::Stage {
+                stage: "retrieval".into(),
+                message: format!(
+                    "image {} ({}) has a vector of {} dimensions, image {} one of {dim}",
+                    image.image_id,
+                    image.image_path.unwrap_or("no image_path"),
+                    v.len(),
+                    first.image_id
+                ),
+            });
+        }
+    }
+    Ok((vectors.into_iter().flatten().collect(), dim))
+}
+
+/// Where a run's indexes live.
+pub fn index_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join("index")
+}

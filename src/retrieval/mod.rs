@@ -1,0 +1,343 @@
+//! Retrieval: UNIMO's extra positive context. For each pair, the nearest images (by
+//! image embedding, optionally kept only when their object labels overlap the pair's)
+//! and the nearest texts (by MiniLM) from the pairs and the corpora, found in the HNSW
+//! indexes of [`index`], excluding the pair's own image, its image's captions, and exact
+//! duplicates.
+
+pub mod clip;
+pub mod image;
+pub mod index;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use self::image::ImageEmbeddingConfig;
+use self::index::{Entries, ImageEntry, Indexes, TextEntry};
+use crate::error::Result;
+use crate::hnsw::{Hit, HnswParams};
+use crate::record::Corpus;
+use crate::stage::{Augmented, Item, Stage, Stats};
+
+/// Settings of the `retrieval` stage (`[[stages]] type = "retrieval"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Image neighbours per pair.
+    #[serde(default = "default_k")]
+    pub image_k: usize,
+    /// Text neighbours per pair.
+    #[serde(default = "default_k")]
+    pub text_k: usize,
+    /// HNSW candidate list size at query time.
+    #[serde(default = "default_ef")]
+    pub ef: usize,
+    /// The MiniLM folder (all-MiniLM-L6-v2 layout) for text vectors.
+    pub text_encoder: PathBuf,
+    #[serde(default)]
+    pub image_embeddings: ImageEmbeddingConfig,
+    /// UNIMO's criterion: keep an image neighbour only when the Jaccard overlap of its
+    /// object labels with the pair's is at least this (images without labels are then
+    /// never neighbours of images with them). Unset: no object filter.
+    #[serde(default)]
+    pub min_object_jaccard: Option<f32>,
+    #[serde(default)]
+    pub hnsw: HnswParams,
+    /// Insert on one thread so the index files are the same bytes on every build.
+    #[serde(default)]
+    pub reproducible: bool,
+}
+
+fn default_k() -> usize {
+    3
+}
+
+fn default_ef() -> usize {
+    64
+}
+
+impl RetrievalConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.image_k == 0 && self.text_k == 0 {
+            return Err("image_k and text_k are both 0".into());
+        }
+        if let Some(j) = self.min_object_jaccard {
+            if !(0.0..=1.0).contains(&j) {
+                return Err(format!("min_object_jaccard must be in [0, 1], not {j}"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut paths = vec![&mut self.text_encoder];
+        paths.extend(self.image_embeddings.paths_mut());
+        paths
+    }
+}
+
+/// Jaccard overlap of two label lists, as sets.
+pub fn jaccard(a: &[String], b: &[String]) -> f32 {
+    let (a, b): (BTreeSet<&str>, BTreeSet<&str>) = (
+        a.iter().map(String::as_str).collect(),
+        b.iter().map(String::as_str).collect(),
+    );
+    let union = a.union(&b).count();
+    match union {
+        0 => 0.0,
+        _ => a.intersection(&b).count() as f32 / union as f32,
+    }
+}
+
+/// The `retrieval` stage.
+pub struct RetrievalStage {
+    config: RetrievalConfig,
+    indexes: Indexes,
+    /// Per text node, its normalised text's id: equal ids are exact duplicates.
+    text_keys: Vec<u32>,
+    /// Per image node, an id shared by images with bit-identical vectors.
+    image_keys: Vec<u32>,
+}
+
+impl RetrievalStage {
+    /// Opens the run's indexes under `<out_dir>/index`, building what is missing.
+    pub fn build(
+        config: RetrievalConfig,
+        corpus: &Corpus,
+        out_dir: &Path,
+        progress: bool,
+    ) -> Result<RetrievalStage> {
+        let indexes = index::build_or_open(&config, corpus, &index::index_dir(out_dir), progress)?;
+        let text_keys = dense_keys(
+            (0..indexes.entries.texts.len() as u32)
+                .map(|n| crate::backtranslate::filter::normalize(indexes.entries.text(corpus, n))),
+        );
+        let image_keys = dense_keys((0..indexes.image.len() as u32).map(|n| {
+            let bits: Vec<u32> = indexes
+                .image
+                .vector(n)
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            bits
+        }));
+        Ok(RetrievalStage {
+            config,
+            indexes,
+            text_keys,
+            image_keys,
+        })
+    }
+
+    pub fn indexes(&self) -> &Indexes {
+        &self.indexes
+    }
+
+    /// Text neighbours of pair `row`: not its image's captions, no duplicate of its
+    /// caption or of each other.
+    fn text_neighbours(&self, corpus: &Corpus, row: usize) -> Result<Vec<Item>> {
+        let entries = &self.indexes.entries;
+        let (own_image, own_key) = (entries.image_of_pair[row], self.text_keys[row]);
+        let keep = |id: u32| {
+            self.text_keys[id as usize] != own_key
+                && match entries.texts[id as usize] {
+                    TextEntry::Caption(other) => entries.image_of_pair[other] != own_image,
+                    TextEntry::Corpus(_) => true,
+                }
+        };
+        let hits = self.search_distinct(
+            &self.indexes.text,
+            row as u32,
+            self.config.text_k,
+            &keep,
+            &self.text_keys,
+        )?;
+        Ok(hits
+            .into_iter()
+            .enumerate()
+            .map(|(rank, hit)| {
+                let (ref_id, source) = match entries.texts[hit.id as usize] {
+                    TextEntry::Caption(other) => (corpus.pairs[other].uid_hex(), "caption"),
+                    TextEntry::Corpus(i) => (corpus.texts[i].text_id.clone(), "text_corpus"),
+                };
+                Item {
+                    text: Some(entries.text(corpus, hit.id).to_string()),
+                    ref_id: Some(ref_id),
+                    kind: "text_neighbour".into(),
+                    generator: "retrieval".into(),
+                    params: serde_json::json!({ "rank": rank, "source": source }).to_string(),
+                    score: hit.distance,
+                }
+            })
+            .collect())
+    }
+
+    /// Image neighbours of pair `row`: not its own image nor a duplicate of it or of
+    /// each other, and with enough object overlap when that is asked for.
+    fn image_neighbours(&self, corpus: &Corpus, row: usize) -> Result<Vec<Item>> {
+        let entries = &self.indexes.entries;
+        let own = entries.image_of_pair[row];
+        let own_key = self.image_keys[own as usize];
+        let own_objects = entries.objects(corpus, own);
+        let overlap =
+            |id: u32| -> Option<f32> { Some(jaccard(own_objects?, entries.objects(corpus, id)?)) };
+        let keep = |id: u32| {
+            self.image_keys[id as usize] != own_key
+                && match (self.config.min_object_jaccard, own_objects) {
+                    (Some(min), Some(_)) => overlap(id).is_some_and(|j| j >= min),
+                    _ => true,
+                }
+        };
+        let hits = self.search_distinct(
+            &self.indexes.image,
+            own,
+            self.config.image_k,
+            &keep,
+            &self.image_keys,
+        )?;
+        Ok(hits
+            .into_iter()
+            .enumerate()
+            .map(|(rank, hit)| {
+                let image = entries.image(corpus, hit.id);
+                let source = match entries.images[hit.id as usize] {
+                    ImageEntry::Pair(_) => "pair",
+                    ImageEntry::Corpus(_) => "image_corpus",
+                };
+                Item {
+                    text: None,
+                    ref_id: Some(image.image_id.to_string()),
+                    kind: "image_neighbour".into(),
+                    generator: "retrieval".into(),
+                    params: serde_json::json!({
+                        "rank": rank,
+                        "source": source,
+                        "image_path": image.image_path,
+                        "object_jaccard": overlap(hit.id),
+                    })
+                    .to_string(),
+                    score: hit.distance,
+                }
+            })
+            .collect())
+    }
+
+    /// The `k` nearest kept nodes to node `node`, at most one per duplicate key.
+    fn search_distinct(
+        &self,
+        index: &crate::hnsw::Hnsw,
+        node: u32,
+        k: usize,
+        keep: &(dyn Fn(u32) -> bool + Sync),
+        keys: &[u32],
+    ) -> Result<Vec<Hit>> {
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let query = index.vector(node).to_vec();
+        let mut want = k;
+        loop {
+            let hits = index.search(&query, want, self.config.ef.max(want), keep)?;
+            let exhausted = hits.len() < want;
+            let mut seen = BTreeSet::new();
+            let distinct: Vec<Hit> = hits
+                .into_iter()
+                .filter(|h| seen.insert(keys[h.id as usize]))
+                .take(k)
+                .collect();
+            // Duplicates among the hits push real neighbours out; ask for more.
+            if distinct.len() == k || exhausted {
+                return Ok(distinct);
+            }
+            want *= 2;
+        }
+    }
+}
+
+/// Equal values get equal small ids (in first-seen order).
+fn dense_keys<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> Vec<u32> {
+    let mut ids = HashMap::new();
+    values
+        .map(|v| {
+            let next = ids.len() as u32;
+            *ids.entry(v).or_insert(next)
+        })
+        .collect()
+}
+
+impl Stage for RetrievalStage {
+    fn name(&self) -> &str {
+        "retrieval"
+    }
+
+    fn augment(
+        &self,
+        corpus: &Corpus,
+        rows: Range<usize>,
+        out: &mut [Augmented],
+        stats: &mut Stats,
+    ) -> Result<()> {
+        let found: Vec<(Vec<Item>, Vec<Item>)> = rows
+            .clone()
+            .into_par_iter()
+            .map(|row| {
+                Ok((
+                    self.image_neighbours(corpus, row)?,
+                    self.text_neighbours(corpus, row)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let stats = stats.entry(self.name().to_string()).or_default();
+        for (augmented, (images, texts)) in out.iter_mut().zip(found) {
+            stats.count("pairs_with_image_neighbour", u64::from(!images.is_empty()));
+            stats.count("pairs_with_text_neighbour", u64::from(!texts.is_empty()));
+            stats.produced += (images.len() + texts.len()) as u64;
+            augmented.neighbours.extend(images);
+            augmented.neighbours.extend(texts);
+        }
+        Ok(())
+    }
+}
+
+/// Mean object-label Jaccard between each labelled image and its `k` nearest labelled
+/// images (no object filter), against that of random labelled pairs: how much the image
+/// embedding knows about objects.
+pub fn object_overlap(
+    entries: &Entries,
+    corpus: &Corpus,
+    image: &crate::hnsw::Hnsw,
+    k: usize,
+    ef: usize,
+    seed: u64,
+) -> Result<Option<(f64, f64)>> {
+    use rand::{Rng, SeedableRng};
+    let labelled: Vec<u32> = (0..image.len() as u32)
+        .filter(|&n| entries.objects(corpus, n).is_some_and(|o| !o.is_empty()))
+        .collect();
+    if labelled.len() < 2 {
+        return Ok(None);
+    }
+    let is_labelled = |id: u32| entries.objects(corpus, id).is_some_and(|o| !o.is_empty());
+    let labels = |n: u32| entries.objects(corpus, n).unwrap_or(&[]);
+    let (mut near, mut near_n) = (0f64, 0usize);
+    for &node in &labelled {
+        let hits = image.search(image.vector(node), k, ef.max(k), &|id| {
+            id != node && is_labelled(id)
+        })?;
+        for hit in hits {
+            near += f64::from(jaccard(labels(node), labels(hit.id)));
+            near_n += 1;
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut random, samples) = (0f64, near_n.max(1000));
+    for _ in 0..samples {
+        let a = labelled[rng.random_range(0..labelled.len())];
+        let b = labelled[rng.random_range(0..labelled.len())];
+        random += f64::from(jaccard(labels(a), labels(b)));
+    }
+    Ok(Some((near / near_n.max(1) as f64, random / samples as f64)))
+}

@@ -1,0 +1,450 @@
+//! `cmcl index` and the `retrieval` stage on the synthetic set: neighbours fill the
+//! shards and every exclusion holds, indexes are reused or rebuilt as their inputs say,
+//! reproducible builds repeat to the byte, and each image-embedding source works or
+//! fails with the file named.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::Array;
+use common::*;
+
+fn minilm() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+}
+
+/// A pipeline over `dir/synth` with only a retrieval stage; `image` is the
+/// `image_embeddings` table, `extra` more stage keys.
+fn pipeline(dir: &Path, image: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+name = "r"
+seed = 1
+[[inputs.pairs]]
+format = "jsonl"
+path = "synth/pairs.jsonl"
+dataset = "synth"
+columns = {{ image_id = "image_id", caption = "caption", id = "caption_id", image_path = "image_path", objects = "objects" }}
+[[inputs.image_corpus]]
+format = "jsonl"
+path = "synth/image_corpus.jsonl"
+[[inputs.text_corpus]]
+format = "jsonl"
+path = "synth/text_corpus.jsonl"
+columns = {{ image_id = "image_id", caption = "text", id = "text_id" }}
+[[stages]]
+type = "retrieval"
+image_k = 3
+text_k = 3
+text_encoder = "{}"
+image_embeddings = {image}
+{extra}
+[output]
+rows_per_shard = 100
+"#,
+        minilm().display()
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn index(pipeline: &Path, out: &Path) -> std::process::Output {
+    run(&[
+        "index",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ])
+}
+
+/// Per pair: (image id, caption, objects, neighbour items as (kind, ref_id, text, score, params)).
+type Row = (
+    String,
+    String,
+    Vec<String>,
+    Vec<(String, String, Option<String>, f32, serde_json::Value)>,
+);
+
+fn rows(out: &Path) -> Vec<Row> {
+    let m = manifest(out);
+    let mut rows = Vec::new();
+    for entry in m["shards"].as_array().unwrap() {
+        let (_, batches) =
+            cmcl::shard::read_ipc(&out.join(entry["file"].as_str().unwrap())).unwrap();
+        for batch in batches {
+            let image_ids = batch
+                .column_by_name("image_id")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let captions = batch
+                .column_by_name("caption")
+                .unwrap()
+                .as_string::<i32>()
+                .clone();
+            let objects = batch
+                .column_by_name("objects")
+                .unwrap()
+                .as_list::<i32>()
+                .clone();
+            let neighbours = batch
+                .column_by_name("neighbours")
+                .unwrap()
+                .as_list::<i32>()
+                .clone();
+            for row in 0..batch.num_rows() {
+                let labels = objects.value(row);
+                let labels = labels.as_string::<i32>();
+                let items = neighbours.value(row);
+                let items = items.as_struct();
+                let col = |name: &str| items.column_by_name(name).unwrap().clone();
+                let (kind, ref_id, text, score, params) = (
+                    col("kind"),
+                    col("ref_id"),
+                    col("text"),
+                    col("score"),
+                    col("params"),
+                );
+                let found = (0..items.len())
+                    .map(|i| {
+                        let text = text.as_string::<i32>();
+                        (
+                            kind.as_string::<i32>().value(i).to_string(),
+                            ref_id.as_string::<i32>().value(i).to_string(),
+                            (!text.is_null(i)).then(|| text.value(i).to_string()),
+                            score
+                                .as_primitive::<arrow_array::types::Float32Type>()
+                                .value(i),
+                            serde_json::from_str(params.as_string::<i32>().value(i)).unwrap(),
+                        )
+                    })
+                    .collect();
+                rows.push((
+                    image_ids.value(row).to_string(),
+                    captions.value(row).to_string(),
+                    (0..labels.len())
+                        .map(|i| labels.value(i).to_string())
+                        .collect(),
+                    found,
+                ));
+            }
+        }
+    }
+    rows
+}
+
+fn label_set(labels: &[String]) -> BTreeSet<&str> {
+    labels.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn neighbours_fill_the_shards_and_every_exclusion_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 30);
+    let pipeline = pipeline(
+        dir.path(),
+        r#"{ source = "descriptor" }"#,
+        "min_object_jaccard = 0.25",
+    );
+    let out = dir.path().join("out");
+    let first = index(&pipeline, &out);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let log = stderr(&first);
+    assert!(log.contains("text index") && log.contains("built"), "{log}");
+    assert!(log.contains("object labels: mean Jaccard"), "{log}");
+    let again = index(&pipeline, &out);
+    assert!(
+        stderr(&again).matches("unchanged, reused").count() == 2,
+        "{}",
+        stderr(&again)
+    );
+
+    assert!(run_augment(&pipeline, &out, &[]).status.success());
+    let rows = rows(&out);
+    let images_of_caption: HashMap<&str, &str> =
+        rows.iter().map(|r| (r.1.as_str(), r.0.as_str())).collect();
+    let objects_of: HashMap<&str, &[String]> = rows
+        .iter()
+        .map(|r| (r.0.as_str(), r.2.as_slice()))
+        .collect();
+    let (mut with_image, mut with_text) = (0, 0);
+    for (image_id, caption, objects, items) in &rows {
+        let images: Vec<_> = items.iter().filter(|i| i.0 == "image_neighbour").collect();
+        let texts: Vec<_> = items.iter().filter(|i| i.0 == "text_neighbour").collect();
+        with_image += usize::from(!images.is_empty());
+        with_text += usize::from(!texts.is_empty());
+        assert!(images.len() <= 3 && texts.len() <= 3);
+        for (_, ref_id, _, score, params) in &images {
+            assert_ne!(ref_id, image_id, "own image as neighbour");
+            let jaccard = params["object_jaccard"].as_f64().unwrap();
+            assert!(jaccard >= 0.25 - 1e-6, "{jaccard}");
+            if let Some(theirs) = objects_of.get(ref_id.as_str()) {
+                let (a, b) = (label_set(objects), label_set(theirs));
+                let expected = a.intersection(&b).count() as f64 / a.union(&b).count() as f64;
+                assert!((expected - jaccard).abs() < 1e-6);
+            }
+            assert!((0.0..=2.0).contains(score));
+        }
+        let texts_seen: BTreeSet<String> = texts
+            .iter()
+            .map(|t| cmcl::backtranslate::filter::normalize(t.2.as_deref().unwrap()))
+            .collect();
+        assert_eq!(texts_seen.len(), texts.len(), "duplicate text neighbours");
+        assert!(!texts_seen.contains(&cmcl::backtranslate::filter::normalize(caption)));
+        for (_, _, text, _, params) in &texts {
+            let text = text.as_deref().unwrap();
+            if params["source"] == "caption" {
+                assert_ne!(
+                    images_of_caption.get(text),
+                    Some(&image_id.as_str()),
+                    "own image's caption"
+                );
+            }
+        }
+        let scores: Vec<f32> = texts.iter().map(|t| t.3).collect();
+        assert!(scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
+    }
+    assert_eq!(with_text, rows.len());
+    assert!(
+        with_image * 2 > rows.len(),
+        "{with_image} of {}",
+        rows.len()
+    );
+}
+
+#[test]
+fn reproducible_builds_repeat_to_the_byte_and_changed_inputs_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 12);
+    let pipeline = pipeline(
+        dir.path(),
+        r#"{ source = "descriptor" }"#,
+        "reproducible = true",
+    );
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let result = index(&pipeline, out);
+        assert!(result.status.success(), "{}", stderr(&result));
+    }
+    for file in ["text.hnsw", "image.hnsw"] {
+        let bytes = |dir: &Path| std::fs::read(dir.join("index").join(file)).unwrap();
+        assert_eq!(bytes(&a), bytes(&b), "{file}");
+    }
+    // One more corpus text: the text index is rebuilt, the image index kept.
+    let corpus = dir.path().join("synth/text_corpus.jsonl");
+    let mut texts = std::fs::read_to_string(&corpus).unwrap();
+    texts.push_str("{\"text_id\":\"extra\",\"text\":\"a lone green star\"}\n");
+    std::fs::write(&corpus, texts).unwrap();
+    let log = stderr(&index(&pipeline, &a));
+    assert!(
+        log.contains("text index") && log.contains("built in"),
+        "{log}"
+    );
+    assert!(
+        log.contains("image index") && log.contains("unchanged, reused"),
+        "{log}"
+    );
+}
+
+/// Rewrites the synthetic pairs and image corpus with an `image_vector` per image.
+fn add_vectors(synth: &Path, dim_of: impl Fn(&str) -> usize) {
+    for file in ["pairs.jsonl", "image_corpus.jsonl"] {
+        let path = synth.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = record["image_id"].as_str().unwrap().to_string();
+            // A vector that depends only on the image, so captions of one image agree.
+            let seed = id
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+            let vector: Vec<f32> = (0..dim_of(&id))
+                .map(|i| ((seed as usize + i * 13) % 17) as f32)
+                .collect();
+            record["image_vector"] = serde_json::json!(vector);
+            out.push_str(&record.to_string());
+            out.push('\n');
+        }
+        std::fs::write(&path, out).unwrap();
+    }
+}
+
+#[test]
+fn precomputed_vectors_from_records_and_wrong_dimensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth_dir = synth(dir.path(), 10);
+    add_vectors(&synth_dir, |_| 8);
+    let with_vectors = |p: &Path| {
+        let text = std::fs::read_to_string(p).unwrap().replace(
+            "objects = \"objects\" }",
+            "objects = \"objects\", image_vector = \"image_vector\" }",
+        );
+        let text = text.replace(
+            "path = \"synth/image_corpus.jsonl\"",
+            "path = \"synth/image_corpus.jsonl\"\ncolumns = { image_id = \"image_id\", image_path = \"image_path\", image_vector = \"image_vector\", objects = \"objects\" }",
+        );
+        std::fs::write(p, text).unwrap();
+    };
+    let pipeline = pipeline(dir.path(), r#"{ source = "precomputed" }"#, "");
+    with_vectors(&pipeline);
+    let out = dir.path().join("out");
+    let result = index(&pipeline, &out);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("vectors of 8 (precomputed/records)"),
+        "{}",
+        stderr(&result)
+    );
+
+    add_vectors(&synth_dir, |id| if id == "cimg-00003" { 9 } else { 8 });
+    let result = index(&pipeline, &dir.path().join("out2"));
+    let err = stderr(&result);
+    assert!(!result.status.success());
+    assert!(
+        err.contains("cimg-00003") && err.contains("9 dimensions"),
+        "{err}"
+    );
+}
+
+#[test]
+fn clip_retrieval_npy_folder() {
+    use arrow_array::{RecordBatch, StringArray};
+    let dir = tempfile::tempdir().unwrap();
+    let synth_dir = synth(dir.path(), 8);
+    // clip-retrieval's layout, holding every image of the run by path.
+    let mut paths = Vec::new();
+    for file in ["pairs.jsonl", "image_corpus.jsonl"] {
+        for line in std::fs::read_to_string(synth_dir.join(file))
+            .unwrap()
+            .lines()
+        {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let path = synth_dir.join(record["image_path"].as_str().unwrap());
+            let path = path.to_string_lossy().into_owned();
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    let emb = dir.path().join("emb");
+    std::fs::create_dir_all(emb.join("img_emb")).unwrap();
+    std::fs::create_dir_all(emb.join("metadata")).unwrap();
+    let data: Vec<f32> = (0..paths.len() * 4)
+        .map(|i| ((i * 7) % 11) as f32 + 1.0)
+        .collect();
+    cmcl::npy::write(&emb.join("img_emb/img_emb_0.npy"), paths.len(), 4, &data).unwrap();
+    let batch = RecordBatch::try_from_iter([(
+        "image_path",
+        std::sync::Arc::new(StringArray::from(paths.clone())) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let file = std::fs::File::create(emb.join("metadata/metadata_0.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let image = format!(
+        r#"{{ source = "precomputed", path = "{}" }}"#,
+        emb.display()
+    );
+    let pipeline = pipeline(dir.path(), &image, "");
+    let result = index(&pipeline, &dir.path().join("out"));
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("vectors of 4 (precomputed/"),
+        "{}",
+        stderr(&result)
+    );
+
+    // An image the folder does not hold is named.
+    let short = RecordBatch::try_from_iter([(
+        "image_path",
+        std::sync::Arc::new(StringArray::from(paths[1..].to_vec())) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let file = std::fs::File::create(emb.join("metadata/metadata_0.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, short.schema(), None).unwrap();
+    writer.write(&short).unwrap();
+    writer.close().unwrap();
+    let err = stderr(&index(&pipeline, &dir.path().join("out2")));
+    assert!(
+        err.contains("metadata_0.parquet") && err.contains("rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_corrupt_image_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth_dir = synth(dir.path(), 6);
+    let victim = synth_dir.join("corpus_images/cimg-00002.png");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    std::fs::write(&victim, bytes).unwrap();
+    let pipeline = pipeline(dir.path(), r#"{ source = "descriptor" }"#, "");
+    let result = index(&pipeline, &dir.path().join("out"));
+    let err = stderr(&result);
+    assert!(!result.status.success());
+    assert!(
+        err.contains("cimg-00002.png") && err.contains("unreadable image"),
+        "{err}"
+    );
+}
+
+#[test]
+fn descriptor_embeds_real_coco_jpegs() {
+    let coco = shared_data().join("coco-mini/val2017");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&coco)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let config = cmcl::retrieval::image::ImageEmbeddingConfig::default();
+    let embedder = config.build().unwrap();
+    let mut vectors = Vec::new();
+    for file in files.iter().take(4) {
+        let path = file.to_string_lossy();
+        let image = cmcl::retrieval::image::ImageRef {
+            image_id: "x",
+            image_path: Some(&path),
+            image_vector: None,
+        };
+        let v = embedder.embed(&image).unwrap();
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4 && v.len() == 320);
+        vectors.push(v);
+    }
+    // Different photographs, different descriptors.
+    assert!(vectors.windows(2).all(|w| w[0] != w[1]));
+}
+
+#[test]
+fn a_tiny_random_clip_embeds_the_images() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 6);
+    let model = dir.path().join("clip");
+    cmcl::retrieval::clip::testing::write_tiny_clip(&model, 12, 3).unwrap();
+    let image = format!(r#"{{ source = "clip", model = "{}" }}"#, model.display());
+    let pipeline = pipeline(dir.path(), &image, "");
+    let out = dir.path().join("out");
+    let result = index(&pipeline, &out);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(
+        stderr(&result).contains("vectors of 12 (clip/clip@"),
+        "{}",
+        stderr(&result)
+    );
+    assert!(run_augment(&pipeline, &out, &[]).status.success());
+    let images = rows(&out)
+        .iter()
+        .flat_map(|r| r.3.iter().filter(|i| i.0 == "image_neighbour"))
+        .count();
+    assert!(images > 0);
+}
