@@ -270,7 +270,7 @@ impl<T: Translator> Translator for Cached<'_, T> {
 
 /// Texts a round trip hands from one direction to the other at a time: the unit of
 /// overlap between the directions and of cache writes.
-pub const ROUND_TRIP_CHUNK: usize = 512;
+pub const ROUND_TRIP_CHUNK: usize = 128;
 
 /// English -> pivot -> English for `texts`, the two directions overlapping as in a shell
 /// pipe: the backward translator works on one chunk while the forward one works on the
