@@ -24,6 +24,41 @@ struct Cli {
     command: Command,
 }
 
+/// What a pipeline run needs: the pipeline, where it writes, and how it runs.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Pipeline TOML file.
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// Output folder [default: out/<pipeline name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads [default: all cores]. Output bytes do not depend on it.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Hide the progress bars.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl RunArgs {
+    /// The loaded pipeline and its output folder, with the thread pool sized.
+    fn start(&self) -> anyhow::Result<(Pipeline, PathBuf)> {
+        let p = Pipeline::load(&self.pipeline)?;
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .context("setting up the thread pool")?;
+        }
+        let out_dir = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("out").join(&p.name));
+        Ok((p, out_dir))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Generate the synthetic default dataset (rendered shape scenes with captions and gold scene graphs).
@@ -47,21 +82,11 @@ enum Command {
     Validate { pipeline: PathBuf },
     /// Run a pipeline: ingest, stages, shards and manifest. Resumes an interrupted run.
     Augment {
-        /// Pipeline TOML file.
-        #[arg(long)]
-        pipeline: PathBuf,
-        /// Output folder [default: out/<pipeline name>].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Worker threads [default: all cores]. Output bytes do not depend on it.
-        #[arg(long)]
-        threads: Option<usize>,
+        #[command(flatten)]
+        run: RunArgs,
         /// Redo every shard, even those a previous run wrote and verified.
         #[arg(long)]
         force: bool,
-        /// Hide the progress bar.
-        #[arg(long)]
-        no_progress: bool,
         /// Folder for caches shared between runs, such as translations.
         #[arg(long, default_value = ".cache/cmcl")]
         cache_dir: PathBuf,
@@ -71,18 +96,8 @@ enum Command {
     /// to do. Prints what was built and how much the image neighbours' object labels
     /// overlap, against random pairs.
     Index {
-        /// Pipeline TOML file (needs a `retrieval` stage).
-        #[arg(long)]
-        pipeline: PathBuf,
-        /// Output folder [default: out/<pipeline name>].
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Worker threads [default: all cores].
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Hide the progress bars.
-        #[arg(long)]
-        no_progress: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Print a shard's schema and first rows (a shard file, or a run folder).
     Inspect {
@@ -122,17 +137,6 @@ enum Command {
     },
 }
 
-/// Sizes the global thread pool (default: all cores).
-fn set_threads(threads: Option<usize>) -> anyhow::Result<()> {
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("setting up the thread pool")?;
-    }
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Synth {
@@ -169,20 +173,16 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Augment {
-            pipeline,
-            out,
-            threads,
+            run,
             force,
-            no_progress,
             cache_dir,
         } => {
-            let p = Pipeline::load(&pipeline)?;
-            set_threads(threads)?;
-            let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&p.name));
+            let (p, out_dir) = run.start()?;
+            let pipeline = &run.pipeline;
             let options = RunOptions {
                 out_dir: out_dir.clone(),
                 force,
-                progress: !no_progress,
+                progress: !run.no_progress,
                 cache_dir,
             };
             let summary = augment::run(&p, &options)
@@ -197,14 +197,8 @@ fn main() -> anyhow::Result<()> {
                 summary.manifest.display()
             );
         }
-        Command::Index {
-            pipeline,
-            out,
-            threads,
-            no_progress,
-        } => {
-            let p = Pipeline::load(&pipeline)?;
-            set_threads(threads)?;
+        Command::Index { run } => {
+            let (p, out_dir) = run.start()?;
             let config = p
                 .stages
                 .iter()
@@ -212,13 +206,12 @@ fn main() -> anyhow::Result<()> {
                     cmcl::config::StageConfig::Retrieval(c) => Some(c),
                     _ => None,
                 })
-                .with_context(|| format!("{} has no retrieval stage", pipeline.display()))?;
-            let out_dir = out.unwrap_or_else(|| PathBuf::from("out").join(&p.name));
+                .with_context(|| format!("{} has no retrieval stage", run.pipeline.display()))?;
             let (corpus, _) = cmcl::ingest::ingest(&p.inputs, &p.ingest)?;
             let dir = cmcl::retrieval::index::index_dir(&out_dir);
             let _lock = augment::OutputLock::acquire(&out_dir)?;
             let indexes =
-                cmcl::retrieval::index::build_or_open(config, &corpus, &dir, !no_progress)?;
+                cmcl::retrieval::index::build_or_open(config, &corpus, &dir, !run.no_progress)?;
             for (name, record) in [
                 ("text", &indexes.manifest.text),
                 ("image", &indexes.manifest.image),

@@ -19,37 +19,11 @@ fn minilm() -> PathBuf {
 /// A pipeline over `dir/synth` with only a retrieval stage; `image` is the
 /// `image_embeddings` table, `extra` more stage keys.
 fn pipeline(dir: &Path, image: &str, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"
-name = "r"
-seed = 1
-[[inputs.pairs]]
-format = "jsonl"
-path = "synth/pairs.jsonl"
-dataset = "synth"
-columns = {{ image_id = "image_id", caption = "caption", id = "caption_id", image_path = "image_path", objects = "objects" }}
-[[inputs.image_corpus]]
-format = "jsonl"
-path = "synth/image_corpus.jsonl"
-[[inputs.text_corpus]]
-format = "jsonl"
-path = "synth/text_corpus.jsonl"
-columns = {{ image_id = "image_id", caption = "text", id = "text_id" }}
-[[stages]]
-type = "retrieval"
-image_k = 3
-text_k = 3
-text_encoder = "{}"
-image_embeddings = {image}
-{extra}
-[output]
-rows_per_shard = 100
-"#,
+    let stage = format!(
+        "[[stages]]\ntype = \"retrieval\"\nimage_k = 3\ntext_k = 3\ntext_encoder = \"{}\"\nimage_embeddings = {image}\n{extra}",
         minilm().display()
     );
-    let path = dir.join("pipeline.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    synth_pipeline_with(dir, &stage, 100, "")
 }
 
 fn index(pipeline: &Path, out: &Path) -> std::process::Output {

@@ -71,6 +71,22 @@ pub fn synth(dir: &Path, images: usize) -> PathBuf {
 
 /// A pipeline over `dir/synth` with a tfidf stage, written to `dir/pipeline.toml`.
 pub fn synth_pipeline(dir: &Path, rows_per_shard: usize, extra: &str) -> PathBuf {
+    synth_pipeline_with(
+        dir,
+        "[[stages]]\ntype = \"tfidf\"\nk = 4",
+        rows_per_shard,
+        extra,
+    )
+}
+
+/// A pipeline over `dir/synth` (pairs with objects, image and text corpora) with these
+/// `stages` (TOML), written to `dir/pipeline.toml`; `extra` goes into `[output]`.
+pub fn synth_pipeline_with(
+    dir: &Path,
+    stages: &str,
+    rows_per_shard: usize,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 name = "t"
@@ -87,9 +103,7 @@ path = "synth/image_corpus.jsonl"
 format = "jsonl"
 path = "synth/text_corpus.jsonl"
 columns = {{ image_id = "image_id", caption = "text", id = "text_id" }}
-[[stages]]
-type = "tfidf"
-k = 4
+{stages}
 [output]
 rows_per_shard = {rows_per_shard}
 {extra}
