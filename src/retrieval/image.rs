@@ -208,30 +208,19 @@ impl Descriptor {
         }
         let mut out = Vec::with_capacity(64 + 16 * g * g);
         // Global colour counts as much as the whole layout (which is g*g cells of two blocks).
-        out.extend(unit_block(&global, true, 1.0));
+        out.extend(unit_block(&global, 1.0));
         let cell_weight = 1.0 / (2.0 * (g * g) as f32).sqrt();
         for cell in 0..g * g {
-            out.extend(unit_block(
-                &colour[cell * 8..cell * 8 + 8],
-                true,
-                cell_weight,
-            ));
-            out.extend(unit_block(
-                &edges[cell * 8..cell * 8 + 8],
-                true,
-                cell_weight,
-            ));
+            out.extend(unit_block(&colour[cell * 8..cell * 8 + 8], cell_weight));
+            out.extend(unit_block(&edges[cell * 8..cell * 8 + 8], cell_weight));
         }
         crate::hnsw::normalized(&out)
     }
 }
 
-/// `block` square-rooted (when `root`), L2-normalised and scaled by `weight`.
-fn unit_block(block: &[f32], root: bool, weight: f32) -> Vec<f32> {
-    let rooted: Vec<f32> = block
-        .iter()
-        .map(|&v| if root { v.max(0.0).sqrt() } else { v })
-        .collect();
+/// `block` square-rooted, L2-normalised and scaled by `weight`.
+fn unit_block(block: &[f32], weight: f32) -> Vec<f32> {
+    let rooted: Vec<f32> = block.iter().map(|&v| v.max(0.0).sqrt()).collect();
     crate::hnsw::normalized(&rooted)
         .into_iter()
         .map(|v| v * weight)

@@ -79,16 +79,40 @@ impl RetrievalConfig {
     }
 }
 
-/// Jaccard overlap of two label lists, as sets.
-pub fn jaccard(a: &[String], b: &[String]) -> f32 {
-    let (a, b): (BTreeSet<&str>, BTreeSet<&str>) = (
-        a.iter().map(String::as_str).collect(),
-        b.iter().map(String::as_str).collect(),
-    );
-    let union = a.union(&b).count();
-    match union {
+/// Per image node, its object labels as a sorted set of label ids (None: no labels
+/// given), built once so that the object filter inside a search compares integers.
+fn label_sets(entries: &Entries, corpus: &Corpus) -> Vec<Option<Vec<u32>>> {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    (0..entries.images.len() as u32)
+        .map(|node| {
+            let labels = entries.objects(corpus, node)?;
+            let mut set: Vec<u32> = labels
+                .iter()
+                .map(|l| {
+                    let next = ids.len() as u32;
+                    *ids.entry(l.as_str()).or_insert(next)
+                })
+                .collect();
+            set.sort_unstable();
+            set.dedup();
+            Some(set)
+        })
+        .collect()
+}
+
+/// Jaccard overlap of two sorted label-id sets.
+fn jaccard(a: &[u32], b: &[u32]) -> f32 {
+    let (mut i, mut j, mut common) = (0, 0, 0usize);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => (common, i, j) = (common + 1, i + 1, j + 1),
+        }
+    }
+    match a.len() + b.len() - common {
         0 => 0.0,
-        _ => a.intersection(&b).count() as f32 / union as f32,
+        union => common as f32 / union as f32,
     }
 }
 
@@ -100,6 +124,7 @@ pub struct RetrievalStage {
     text_keys: Vec<u32>,
     /// Per image node, an id shared by images with bit-identical vectors.
     image_keys: Vec<u32>,
+    labels: Vec<Option<Vec<u32>>>,
 }
 
 impl RetrievalStage {
@@ -125,6 +150,7 @@ impl RetrievalStage {
             bits
         }));
         Ok(RetrievalStage {
+            labels: label_sets(&indexes.entries, corpus),
             config,
             indexes,
             text_keys,
@@ -181,9 +207,10 @@ impl RetrievalStage {
         let entries = &self.indexes.entries;
         let own = entries.image_of_pair[row];
         let own_key = self.image_keys[own as usize];
-        let own_objects = entries.objects(corpus, own);
-        let overlap =
-            |id: u32| -> Option<f32> { Some(jaccard(own_objects?, entries.objects(corpus, id)?)) };
+        let own_objects = self.labels[own as usize].as_deref();
+        let overlap = |id: u32| -> Option<f32> {
+            Some(jaccard(own_objects?, self.labels[id as usize].as_deref()?))
+        };
         let keep = |id: u32| {
             self.image_keys[id as usize] != own_key
                 && match (self.config.min_object_jaccard, own_objects) {
@@ -314,14 +341,15 @@ pub fn object_overlap(
     seed: u64,
 ) -> Result<Option<(f64, f64)>> {
     use rand::{Rng, SeedableRng};
+    let sets = label_sets(entries, corpus);
+    let is_labelled = |id: u32| sets[id as usize].as_ref().is_some_and(|s| !s.is_empty());
+    let labels = |n: u32| sets[n as usize].as_deref().unwrap_or(&[]);
     let labelled: Vec<u32> = (0..image.len() as u32)
-        .filter(|&n| entries.objects(corpus, n).is_some_and(|o| !o.is_empty()))
+        .filter(|&n| is_labelled(n))
         .collect();
     if labelled.len() < 2 {
         return Ok(None);
     }
-    let is_labelled = |id: u32| entries.objects(corpus, id).is_some_and(|o| !o.is_empty());
-    let labels = |n: u32| entries.objects(corpus, n).unwrap_or(&[]);
     let (mut near, mut near_n) = (0f64, 0usize);
     for &node in &labelled {
         let hits = image.search(image.vector(node), k, ef.max(k), &|id| {
@@ -335,8 +363,10 @@ pub fn object_overlap(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (mut random, samples) = (0f64, near_n.max(1000));
     for _ in 0..samples {
-        let a = labelled[rng.random_range(0..labelled.len())];
-        let b = labelled[rng.random_range(0..labelled.len())];
+        let a = rng.random_range(0..labelled.len());
+        // Another image, never the same one (that would count as full overlap).
+        let b = (a + rng.random_range(1..labelled.len())) % labelled.len();
+        let (a, b) = (labelled[a], labelled[b]);
         random += f64::from(jaccard(labels(a), labels(b)));
     }
     Ok(Some((near / near_n.max(1) as f64, random / samples as f64)))
