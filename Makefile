@@ -22,7 +22,7 @@ MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa5
 APT_PKGS := apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
 WORDNET  := /usr/share/wordnet
 
-.PHONY: all build augment index synth models apt-deps test test-deps bench lint clean
+.PHONY: all build augment index train synth models apt-deps test test-deps bench lint clean
 
 all: augment
 
@@ -60,10 +60,19 @@ augment: build $(SYNTH)/pairs.jsonl models apt-deps
 	@$(CMCL) stats $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
 	@echo "shards are in $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE))) (cmcl inspect DIR shows them)"
 
-# The retrieval stage's HNSW indexes (text: MiniLM, image: the pipeline's embedding),
-# built ahead of `make augment`, which reuses them.
+# A BM25 index of every text (for `cmcl search` and `method = "bm25"`) and the
+# retrieval stage's HNSW indexes (text: MiniLM, image: the pipeline's embedding), built
+# ahead of `make augment`, which reuses them.
 index: build $(SYNTH)/pairs.jsonl models
 	$(CMCL) index --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
+
+# The bundled trainer on the pipeline's shards, twice: (a) in-batch negatives only and
+# (b) with cmcl's samples; then both evaluated on the held-out images in one table.
+# Re-running resumes finished runs (nothing to do) and killed ones.
+train: augment
+	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --without hard-negatives
+	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
+	$(CMCL) eval --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --runs without-hard-negatives --runs cmcl
 
 # Python peers the tests read shards with (pyarrow, polars), in an ignored venv.
 $(VENV)/.test-deps: tools/requirements-test.txt

@@ -28,6 +28,9 @@ pub struct Pipeline {
     pub stages: Vec<StageConfig>,
     #[serde(default)]
     pub output: OutputConfig,
+    /// The bundled trainer (`cmcl train`); it reads this run's shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<crate::train::TrainConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +187,15 @@ impl Pipeline {
                 *path = resolve(path, base, origin)?;
             }
         }
+        if let Some(train) = &mut pipeline.train {
+            if let crate::train::model::ImageTowerConfig::Mlp { embeddings, .. } =
+                &mut train.model.image
+            {
+                for path in embeddings.paths_mut() {
+                    *path = resolve(path, base, origin)?;
+                }
+            }
+        }
         pipeline.validate(origin)?;
         Ok(pipeline)
     }
@@ -236,13 +248,23 @@ impl Pipeline {
             };
             checked.map_err(|m| Error::config(origin, format!("stage {name}: {m}")))?;
         }
+        if let Some(train) = &self.train {
+            train
+                .validate()
+                .map_err(|m| Error::config(origin, format!("train: {m}")))?;
+        }
         Ok(())
     }
 
-    /// Stable hash of everything that determines the output bytes.
+    /// Stable hash of everything that determines the output bytes (so not the trainer's
+    /// settings: changing them must not redo the shards).
     pub fn content_hash(&self) -> String {
         use sha2::{Digest, Sha256};
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        let shards_only = Pipeline {
+            train: None,
+            ..self.clone()
+        };
+        let json = serde_json::to_vec(&shards_only).unwrap_or_default();
         crate::fsutil::hex(&Sha256::digest(json))
     }
 }

@@ -45,6 +45,9 @@ pub enum Error {
     /// An index could not be built or queried.
     #[error("index: {message}")]
     Index { message: String },
+    /// The BM25 text index could not be built, opened or searched.
+    #[error("text index {path}: {message}")]
+    TextIndex { path: PathBuf, message: String },
     /// A model could not be loaded or run; `path` is its folder or file.
     #[error("model {path}: {message}")]
     Model { path: PathBuf, message: String },

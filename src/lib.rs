@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod backtranslate;
+pub mod bm25;
 pub mod config;
 pub mod error;
 pub mod fsutil;
@@ -21,6 +22,7 @@ pub mod stage;
 pub mod synth;
 pub mod text_encoder;
 pub mod tfidf;
+pub mod train;
 pub mod wordnet;
 
 pub use error::{Error, Result};

@@ -91,13 +91,64 @@ enum Command {
         #[arg(long, default_value = ".cache/cmcl")]
         cache_dir: PathBuf,
     },
-    /// Build the retrieval indexes of a pipeline's `retrieval` stage (text and image HNSW
-    /// under OUT/index) ahead of `augment`, which reuses them. Unchanged inputs: nothing
-    /// to do. Prints what was built and how much the image neighbours' object labels
-    /// overlap, against random pairs.
+    /// Build a pipeline's indexes under OUT/index ahead of `augment`, which reuses them:
+    /// a BM25 index of every text (tantivy; `cmcl search` and `method = "bm25"` use it)
+    /// and, with a `retrieval` stage, text and image HNSW indexes. Unchanged inputs:
+    /// nothing to do. Prints what was built and how much the image neighbours' object
+    /// labels overlap, against random pairs.
     Index {
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Search a run's BM25 text index (captions and text corpus) from the shell.
+    ///
+    /// INDEX is a run's output folder, its index folder, or the BM25 folder itself.
+    /// Prints rank, BM25 score, source (caption: id is the pair uid; text: the text id),
+    /// id and text, one hit a line.
+    Search {
+        index: PathBuf,
+        query: String,
+        /// Hits to show.
+        #[arg(long, short = 'k', default_value_t = 10)]
+        k: usize,
+        /// One JSON object a line instead of columns.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train the bundled dual encoder on a run's shards with the CMCL loss (the
+    /// pipeline's `[train]` table), evaluating on held-out images after every epoch.
+    ///
+    /// Writes OUT/train/RUN/: config.json, epoch-NNNN/{model,optimizer}.safetensors,
+    /// state.json, metrics.jsonl, metrics.csv and metrics.svg. Re-running resumes from the
+    /// last finished epoch. RUN defaults to "cmcl", or "without-X" for each --without X.
+    Train {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Switch a source of samples off (an ablation); repeatable.
+        #[arg(long, value_enum)]
+        without: Vec<cmcl::train::loss::Source>,
+        /// Name of the run folder under OUT/train.
+        #[arg(long)]
+        name: Option<String>,
+        /// Start over even when a checkpoint exists.
+        #[arg(long)]
+        fresh: bool,
+        /// Stop after this many more epochs; the next run resumes (for time-limited jobs).
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
+    /// Evaluate every training run under OUT/train (or those named) on the held-out
+    /// images and print one table: recall@1/5 both ways and hard-negative accuracy per
+    /// kind.
+    Eval {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Runs to show [default: all under OUT/train].
+        #[arg(long)]
+        runs: Vec<String>,
+        /// Also write the table as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Print a shard's schema and first rows (a shard file, or a run folder).
     Inspect {
@@ -199,17 +250,29 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Index { run } => {
             let (p, out_dir) = run.start()?;
-            let config = p
-                .stages
-                .iter()
-                .find_map(|s| match s {
-                    cmcl::config::StageConfig::Retrieval(c) => Some(c),
-                    _ => None,
-                })
-                .with_context(|| format!("{} has no retrieval stage", run.pipeline.display()))?;
+            let retrieval = p.stages.iter().find_map(|s| match s {
+                cmcl::config::StageConfig::Retrieval(c) => Some(c),
+                _ => None,
+            });
             let (corpus, _) = cmcl::ingest::ingest(&p.inputs, &p.ingest)?;
             let dir = cmcl::retrieval::index::index_dir(&out_dir);
             let _lock = augment::OutputLock::acquire(&out_dir)?;
+            let (bm25, built) =
+                cmcl::bm25::Bm25Index::build_or_open(&dir, &corpus, !run.no_progress)?;
+            match built {
+                Some(r) => eprintln!(
+                    "bm25 index: {} texts, built in {:.1} s",
+                    r.count, r.build_seconds
+                ),
+                None => eprintln!("bm25 index: {} texts, unchanged, reused", bm25.len()),
+            }
+            let Some(config) = retrieval else {
+                eprintln!(
+                    "no retrieval stage: no HNSW indexes; indexes are in {}",
+                    dir.display()
+                );
+                return Ok(());
+            };
             let indexes =
                 cmcl::retrieval::index::build_or_open(config, &corpus, &dir, !run.no_progress)?;
             for (name, record) in [
@@ -242,6 +305,82 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             eprintln!("indexes are in {}", dir.display());
+        }
+        Command::Search {
+            index,
+            query,
+            k,
+            json,
+        } => {
+            let index = cmcl::bm25::Bm25Index::open(&index)?;
+            let hits = index.search(&query, k)?;
+            if hits.is_empty() {
+                eprintln!(
+                    "no text of {} texts shares a term with the query",
+                    index.len()
+                );
+            }
+            for hit in hits {
+                if json {
+                    println!("{}", serde_json::to_string(&hit)?);
+                } else {
+                    println!(
+                        "{:>3}  {:>7.3}  {:<7}  {}  {}",
+                        hit.rank, hit.score, hit.source, hit.id, hit.text
+                    );
+                }
+            }
+        }
+        Command::Train {
+            run,
+            without,
+            name,
+            fresh,
+            stop_after,
+        } => {
+            let (p, out_dir) = run.start()?;
+            let mut config = p.train.clone().unwrap_or_default();
+            let mut label = String::from("cmcl");
+            if !without.is_empty() {
+                label = String::from("without");
+            }
+            for source in &without {
+                config.loss.without(*source);
+                if let Some(value) = clap::ValueEnum::to_possible_value(source) {
+                    label.push('-');
+                    label.push_str(value.get_name());
+                }
+            }
+            let name = name.unwrap_or(label);
+            let options = cmcl::train::TrainOptions {
+                run_dir: out_dir.join("train").join(&name),
+                shards: out_dir.clone(),
+                fresh,
+                stop_after,
+                progress: !run.no_progress,
+            };
+            let started = std::time::Instant::now();
+            let last = cmcl::train::train(&config, &options)?;
+            match last {
+                Some(m) => eprintln!(
+                    "{name}: epoch {} in {:.0} s: loss {:.3}, image->text R@5 {:.3}, text->image R@5 {:.3}",
+                    m.epoch,
+                    started.elapsed().as_secs_f64(),
+                    m.train_loss,
+                    m.eval.image_to_text[1],
+                    m.eval.text_to_image[1]
+                ),
+                None => eprintln!("{name}: already trained for every epoch"),
+            }
+            eprintln!("run is in {}", options.run_dir.display());
+        }
+        Command::Eval { run, runs, json } => {
+            let (_, out_dir) = run.start()?;
+            let table = cmcl::train::compare(&out_dir.join("train"), &runs)?;
+            print!("{}", table.markdown());
+            if let Some(path) = json {
+                cmcl::fsutil::write_bytes_atomic(&path, &serde_json::to_vec_pretty(&table)?)?;
+            }
         }
         Command::Inspect { path, rows } => print!("{}", cmcl::inspect::inspect(&path, rows)?),
         Command::Stats { dir } => print!("{}", cmcl::inspect::stats(&dir)?),

@@ -171,6 +171,120 @@ pub fn read_ipc(path: &Path) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     Ok((schema, batches))
 }
 
+/// Reads a shard back into pairs and their items: the inverse of [`build_batch`]. Only
+/// `image_id` and `caption` are required; a shard without the other columns (another
+/// tool's, or an older cmcl's) reads as if they were empty.
+pub fn read_pairs(path: &Path) -> Result<Vec<(Pair, Augmented)>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+
+    let (_, batches) = read_ipc(path)?;
+    let mut rows = Vec::new();
+    for batch in batches {
+        let text = |name: &str| -> Result<Option<StringArray>> {
+            match batch.column_by_name(name) {
+                None => Ok(None),
+                Some(c) => c.as_string_opt::<i32>().cloned().map(Some).ok_or_else(|| {
+                    Error::arrow(path, format!("column {name} is not a string column"))
+                }),
+            }
+        };
+        let required = |name: &str| -> Result<StringArray> {
+            text(name)?.ok_or_else(|| Error::arrow(path, format!("no {name} column")))
+        };
+        let (image_ids, captions) = (required("image_id")?, required("caption")?);
+        let (datasets, caption_ids) = (text("dataset")?, text("caption_id")?);
+        let (image_paths, sources) = (text("image_path")?, text("source")?);
+        let list = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_list_opt::<i32>())
+        };
+        let (vectors, objects) = (list("image_vector"), list("objects"));
+        let item_lists = ["positives", "negatives", "neighbours"].map(list);
+        let uids = batch
+            .column_by_name("uid")
+            .and_then(|c| c.as_fixed_size_binary_opt());
+        let get = |a: &Option<StringArray>, row: usize| {
+            a.as_ref()
+                .filter(|a| !a.is_null(row))
+                .map(|a| a.value(row).to_string())
+        };
+        for row in 0..batch.num_rows() {
+            let dataset = get(&datasets, row).unwrap_or_default();
+            let (image_id, caption) = (image_ids.value(row), captions.value(row));
+            let uid = match uids.filter(|u| u.value_length() == 16 && !u.is_null(row)) {
+                Some(u) => u.value(row).try_into().unwrap_or_default(),
+                None => crate::record::pair_uid(&dataset, image_id, caption),
+            };
+            let vector = vectors.filter(|v| !v.is_null(row)).map(|v| {
+                let values = v.value(row);
+                let floats = values.as_primitive::<arrow_array::types::Float32Type>();
+                floats.values().to_vec()
+            });
+            let labels = objects.filter(|o| !o.is_null(row)).map(|o| {
+                let values = o.value(row);
+                let names = values.as_string::<i32>();
+                (0..names.len())
+                    .map(|i| names.value(i).to_string())
+                    .collect()
+            });
+            let mut lists = item_lists.map(|l| l.map(|l| read_items(path, &l.value(row))));
+            let mut take = |i: usize| lists[i].take().transpose().map(Option::unwrap_or_default);
+            let augmented = Augmented {
+                positives: take(0)?,
+                negatives: take(1)?,
+                neighbours: take(2)?,
+            };
+            let pair = Pair {
+                uid,
+                dataset,
+                image_id: image_id.to_string(),
+                caption_id: get(&caption_ids, row),
+                caption: caption.to_string(),
+                image_path: get(&image_paths, row),
+                image_vector: vector,
+                objects: labels,
+                source: get(&sources, row).unwrap_or_default(),
+            };
+            rows.push((pair, augmented));
+        }
+    }
+    Ok(rows)
+}
+
+fn read_items(path: &Path, items: &ArrayRef) -> Result<Vec<Item>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+
+    let items = items
+        .as_struct_opt()
+        .ok_or_else(|| Error::arrow(path, "item lists must hold structs"))?;
+    let column = |name: &str| {
+        items
+            .column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| Error::arrow(path, format!("items have no string field {name}")))
+    };
+    let (text, ref_id, kind) = (column("text")?, column("ref_id")?, column("kind")?);
+    let (generator, params) = (column("generator")?, column("params")?);
+    let score = items
+        .column_by_name("score")
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Float32Type>())
+        .ok_or_else(|| Error::arrow(path, "items have no float field score"))?;
+    let optional = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+    Ok((0..items.len())
+        .map(|i| Item {
+            text: optional(text, i),
+            ref_id: optional(ref_id, i),
+            kind: kind.value(i).to_string(),
+            generator: generator.value(i).to_string(),
+            params: params.value(i).to_string(),
+            score: score.value(i),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,5 +324,47 @@ mod tests {
         assert_eq!(schema.metadata()["cmcl.schema_version"], SCHEMA_VERSION);
         assert_eq!(batches, vec![batch]);
         write_parquet(&dir.path().join("s.parquet"), &batches[0]).unwrap();
+        let read: Vec<(Pair, Augmented)> = pairs.into_iter().zip(aug).collect();
+        assert_eq!(read_pairs(&path).unwrap(), read);
+    }
+
+    #[test]
+    fn shards_with_only_image_ids_and_captions_read_with_empty_items() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("image_id", DataType::Utf8, false),
+            Field::new("caption", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                strings(["7"].into_iter().map(Some)),
+                strings(["a cat"].into_iter().map(Some)),
+            ],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.arrow");
+        write_ipc(&path, &batch).unwrap();
+        let rows = read_pairs(&path).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].0.image_id.as_str(), rows[0].0.caption.as_str()),
+            ("7", "a cat")
+        );
+        assert_eq!(rows[0].0.uid, crate::record::pair_uid("", "7", "a cat"));
+        assert_eq!(rows[0].1, Augmented::default());
+        let no_caption = dir.path().join("n.arrow");
+        let ids = Arc::new(Schema::new(vec![Field::new(
+            "image_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(ids, vec![strings(["7"].into_iter().map(Some))]).unwrap();
+        write_ipc(&no_caption, &batch).unwrap();
+        let message = read_pairs(&no_caption).unwrap_err().to_string();
+        assert!(
+            message.contains("n.arrow") && message.contains("no caption column"),
+            "{message}"
+        );
     }
 }

@@ -118,7 +118,7 @@ impl Sequence {
             .map(|config| -> Result<Box<dyn Stage>> {
                 Ok(match config {
                     StageConfig::Tfidf(c) => {
-                        Box::new(crate::tfidf::TfidfStage::build(c.clone(), corpus))
+                        Box::new(crate::tfidf::TfidfStage::build(c.clone(), corpus, context)?)
                     }
                     StageConfig::Backtranslate(c) => {
                         Box::new(crate::backtranslate::BacktranslateStage::build(

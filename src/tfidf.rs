@@ -27,6 +27,10 @@ use crate::stage::{Augmented, Item, Stage, Stats};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TfidfConfig {
+    /// `"exact"`: TF-IDF cosine over an in-memory inverted index. `"bm25"`: BM25 on the
+    /// run's on-disk tantivy index (see [`crate::bm25`]), for corpora larger than memory;
+    /// only `k` and `max_similarity` apply to it.
+    pub method: Method,
     /// Negatives kept per caption.
     pub k: usize,
     pub lowercase: bool,
@@ -47,6 +51,7 @@ pub struct TfidfConfig {
 impl Default for TfidfConfig {
     fn default() -> Self {
         TfidfConfig {
+            method: Method::Exact,
             k: 5,
             lowercase: true,
             min_token_chars: 2,
@@ -58,6 +63,13 @@ impl Default for TfidfConfig {
             max_similarity: 0.9,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Exact,
+    Bm25,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +99,18 @@ impl TfidfConfig {
         }
         if !(self.max_similarity > 0.0 && self.max_similarity <= 1.0) {
             return Err("max_similarity must be in (0, 1]".into());
+        }
+        let exact_only = TfidfConfig {
+            method: Method::Bm25,
+            k: self.k,
+            max_similarity: self.max_similarity,
+            ..TfidfConfig::default()
+        };
+        if self.method == Method::Bm25 && *self != exact_only {
+            return Err(
+                "method = \"bm25\" tokenises as its index does: only k and max_similarity apply"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -428,35 +452,58 @@ impl TopK {
     }
 }
 
-/// The `tfidf` stage: attaches the top-k TF-IDF neighbours from other images as
-/// negatives of kind `tfidf`, scored by cosine similarity.
+/// The `tfidf` stage: attaches the top-k neighbours from other images as negatives, of
+/// kind `tfidf` (exact cosine) or `bm25` (BM25 relative to the caption's own score).
 pub struct TfidfStage {
     config: TfidfConfig,
-    index: TfidfIndex,
+    miner: Miner,
     /// Per pair, a dense id of its image (dataset + image id).
     groups: Vec<u32>,
 }
 
+enum Miner {
+    Exact(TfidfIndex),
+    Bm25(crate::bm25::Bm25Index),
+}
+
+/// Per pair, a dense id of its image (dataset + image id), in order of first appearance.
+pub(crate) fn image_groups(corpus: &Corpus) -> Vec<u32> {
+    let mut image_ids: HashMap<(&str, &str), u32> = HashMap::new();
+    corpus
+        .pairs
+        .iter()
+        .map(|p| {
+            let next = image_ids.len() as u32;
+            *image_ids
+                .entry((p.dataset.as_str(), p.image_id.as_str()))
+                .or_insert(next)
+        })
+        .collect()
+}
+
 impl TfidfStage {
-    pub fn build(config: TfidfConfig, corpus: &Corpus) -> TfidfStage {
-        let captions: Vec<&str> = corpus.pairs.iter().map(|p| p.caption.as_str()).collect();
-        let index = TfidfIndex::build(&captions, &config);
-        let mut image_ids: HashMap<(&str, &str), u32> = HashMap::new();
-        let groups = corpus
-            .pairs
-            .iter()
-            .map(|p| {
-                let next = image_ids.len() as u32;
-                *image_ids
-                    .entry((p.dataset.as_str(), p.image_id.as_str()))
-                    .or_insert(next)
-            })
-            .collect();
-        TfidfStage {
+    pub fn build(
+        config: TfidfConfig,
+        corpus: &Corpus,
+        context: &crate::stage::BuildContext,
+    ) -> Result<TfidfStage> {
+        let miner = match config.method {
+            Method::Exact => {
+                let captions: Vec<&str> = corpus.pairs.iter().map(|p| p.caption.as_str()).collect();
+                Miner::Exact(TfidfIndex::build(&captions, &config))
+            }
+            Method::Bm25 => {
+                let index_dir = crate::retrieval::index::index_dir(context.out_dir);
+                let (index, _) =
+                    crate::bm25::Bm25Index::build_or_open(&index_dir, corpus, context.progress)?;
+                Miner::Bm25(index)
+            }
+        };
+        Ok(TfidfStage {
             config,
-            index,
-            groups,
-        }
+            miner,
+            groups: image_groups(corpus),
+        })
     }
 }
 
@@ -473,13 +520,28 @@ impl Stage for TfidfStage {
         stats: &mut Stats,
     ) -> Result<()> {
         let (k, ceiling) = (self.config.k, self.config.max_similarity);
-        let found: Vec<(Vec<Hit>, u64)> = rows
-            .into_par_iter()
-            .map_init(
-                || self.index.scratch(),
-                |scratch, q| self.index.top_k(q, &self.groups, k, ceiling, scratch),
-            )
-            .collect();
+        let (found, kind): (Vec<(Vec<Hit>, u64)>, &str) = match &self.miner {
+            Miner::Exact(index) => (
+                rows.into_par_iter()
+                    .map_init(
+                        || index.scratch(),
+                        |scratch, q| index.top_k(q, &self.groups, k, ceiling, scratch),
+                    )
+                    .collect(),
+                "tfidf",
+            ),
+            Miner::Bm25(index) => {
+                let searcher = index.searcher();
+                let found = rows
+                    .into_par_iter()
+                    .map(|row| {
+                        let caption = &corpus.pairs[row].caption;
+                        index.negatives(&searcher, caption, row, &self.groups, k, ceiling)
+                    })
+                    .collect::<Result<_>>()?;
+                (found, "bm25")
+            }
+        };
         let stats = stats.entry(self.name().to_string()).or_default();
         for ((hits, above_ceiling), aug) in found.into_iter().zip(out.iter_mut()) {
             stats.reject("near_duplicate", above_ceiling);
@@ -492,7 +554,7 @@ impl Stage for TfidfStage {
                 aug.negatives.push(Item {
                     text: Some(other.caption.clone()),
                     ref_id: Some(other.uid_hex()),
-                    kind: "tfidf".into(),
+                    kind: kind.into(),
                     generator: "tfidf".into(),
                     params: serde_json::json!({ "rank": rank + 1, "image_id": other.image_id })
                         .to_string(),

@@ -37,7 +37,7 @@ fn index(pipeline: &Path, out: &Path) -> std::process::Output {
     ])
 }
 
-/// Per pair: (image id, caption, objects, neighbour items as (kind, ref_id, text, score, params)).
+/// Per pair: (image id, caption, objects, items as (kind, ref_id, text, score, params)).
 type Row = (
     String,
     String,
@@ -45,7 +45,8 @@ type Row = (
     Vec<(String, String, Option<String>, f32, serde_json::Value)>,
 );
 
-fn rows(out: &Path) -> Vec<Row> {
+/// Per pair, the items of one list column (`neighbours`, `negatives`, `positives`).
+fn rows(out: &Path, column: &str) -> Vec<Row> {
     let m = manifest(out);
     let mut rows = Vec::new();
     for entry in m["shards"].as_array().unwrap() {
@@ -68,7 +69,7 @@ fn rows(out: &Path) -> Vec<Row> {
                 .as_list::<i32>()
                 .clone();
             let neighbours = batch
-                .column_by_name("neighbours")
+                .column_by_name(column)
                 .unwrap()
                 .as_list::<i32>()
                 .clone();
@@ -134,13 +135,13 @@ fn neighbours_fill_the_shards_and_every_exclusion_holds() {
     assert!(log.contains("object labels: mean Jaccard"), "{log}");
     let again = index(&pipeline, &out);
     assert!(
-        stderr(&again).matches("unchanged, reused").count() == 2,
+        stderr(&again).matches("unchanged, reused").count() == 3,
         "{}",
         stderr(&again)
     );
 
     assert!(run_augment(&pipeline, &out, &[]).status.success());
-    let rows = rows(&out);
+    let rows = rows(&out, "neighbours");
     let images_of_caption: HashMap<&str, &str> =
         rows.iter().map(|r| (r.1.as_str(), r.0.as_str())).collect();
     let objects_of: HashMap<&str, &[String]> = rows
@@ -416,9 +417,101 @@ fn a_tiny_random_clip_embeds_the_images() {
         stderr(&result)
     );
     assert!(run_augment(&pipeline, &out, &[]).status.success());
-    let images = rows(&out)
+    let images = rows(&out, "neighbours")
         .iter()
         .flat_map(|r| r.3.iter().filter(|i| i.0 == "image_neighbour"))
         .count();
     assert!(images > 0);
+}
+
+#[test]
+fn bm25_index_serves_search_and_the_bm25_miner() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 30);
+    let stage = "[[stages]]\ntype = \"tfidf\"\nmethod = \"bm25\"\nk = 3\nmax_similarity = 0.8";
+    let pipeline = synth_pipeline_with(dir.path(), stage, 40, "");
+    let out = dir.path().join("out");
+    let first = index(&pipeline, &out);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let log = stderr(&first);
+    assert!(
+        log.contains("bm25 index:") && log.contains("built in"),
+        "{log}"
+    );
+    assert!(log.contains("no retrieval stage"), "{log}");
+    let again = stderr(&index(&pipeline, &out));
+    assert!(
+        again.contains("bm25 index:") && again.contains("unchanged, reused"),
+        "{again}"
+    );
+
+    // The first caption is row 0: it ties with any identical text and wins the tie.
+    let pairs = std::fs::read_to_string(dir.path().join("synth/pairs.jsonl")).unwrap();
+    let first_pair: serde_json::Value =
+        serde_json::from_str(pairs.lines().next().unwrap()).unwrap();
+    let caption = first_pair["caption"].as_str().unwrap();
+    let found = ok(&[
+        "search",
+        out.to_str().unwrap(),
+        caption,
+        "-k",
+        "5",
+        "--json",
+    ]);
+    let hits: Vec<serde_json::Value> = stdout(&found)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hits.len(), 5);
+    assert_eq!(
+        (
+            hits[0]["rank"].as_u64(),
+            hits[0]["source"].as_str(),
+            hits[0]["text"].as_str()
+        ),
+        (Some(1), Some("caption"), Some(caption))
+    );
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let plain = stdout(&ok(&[
+        "search",
+        out.join("index").to_str().unwrap(),
+        "zebra unicorn",
+        "-k",
+        "2",
+    ]));
+    assert!(plain.is_empty(), "{plain}");
+    let missing = run(&["search", dir.path().to_str().unwrap(), "cube"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("cmcl index"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let augmented = run_augment(&pipeline, &out, &[]);
+    assert!(augmented.status.success(), "{}", stderr(&augmented));
+    let rows = rows(&out, "negatives");
+    let mut produced = 0;
+    for (image_id, caption, _, items) in &rows {
+        assert!(items.len() <= 3, "{caption}: {items:?}");
+        for (kind, _, text, score, params) in items {
+            assert_eq!(kind, "bm25");
+            assert_ne!(
+                params["image_id"].as_str(),
+                Some(image_id.as_str()),
+                "{caption}"
+            );
+            assert!(*score > 0.0 && *score <= 0.8, "{caption}: {score}");
+            assert!(text.is_some());
+            produced += 1;
+        }
+        let scores: Vec<f32> = items.iter().map(|i| i.3).collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    }
+    assert!(
+        produced >= rows.len() * 2,
+        "{produced} negatives for {} pairs",
+        rows.len()
+    );
 }

@@ -133,6 +133,25 @@ pub struct IndexRecord {
 pub struct IndexManifest {
     pub text: Option<IndexRecord>,
     pub image: Option<IndexRecord>,
+    /// The tantivy BM25 index of every text ([`crate::bm25`]).
+    #[serde(default)]
+    pub bm25: Option<crate::bm25::Bm25Record>,
+}
+
+impl IndexManifest {
+    /// The manifest in `dir`; empty when missing or unreadable, so every index rebuilds.
+    pub fn load(dir: &Path) -> IndexManifest {
+        std::fs::read(dir.join(MANIFEST))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST);
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io(&path, e.into()))?;
+        crate::fsutil::write_bytes_atomic(&path, &json)
+    }
 }
 
 /// Both indexes, loaded.
@@ -153,11 +172,7 @@ pub fn build_or_open(
     progress: bool,
 ) -> Result<Indexes> {
     let entries = Entries::of(corpus);
-    let manifest_path = dir.join(MANIFEST);
-    let mut manifest: IndexManifest = match std::fs::read(&manifest_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-        Err(_) => IndexManifest::default(),
-    };
+    let mut manifest = IndexManifest::load(dir);
     let mut built = Vec::new();
 
     let encoder = TextEncoder::load(&config.text_encoder)?;
@@ -192,7 +207,7 @@ pub fn build_or_open(
                 config,
                 started,
             )?);
-            save_manifest(&manifest_path, &manifest)?;
+            manifest.save(dir)?;
             built.push("text");
             index
         }
@@ -226,7 +241,7 @@ pub fn build_or_open(
                 config,
                 started,
             )?);
-            save_manifest(&manifest_path, &manifest)?;
+            manifest.save(dir)?;
             built.push("image");
             index
         }
@@ -308,11 +323,6 @@ fn save(
         file_sha256: crate::fsutil::sha256_file(&path)?,
         build_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn save_manifest(path: &Path, manifest: &IndexManifest) -> Result<()> {
-    let json = serde_json::to_vec_pretty(manifest).map_err(|e| Error::io(path, e.into()))?;
-    crate::fsutil::write_bytes_atomic(path, &json)
 }
 
 /// Every image's vector, in node order; all must have the same dimension.

@@ -1,0 +1,374 @@
+//! The dual encoder: an image tower (a small CNN over pixels, or an MLP over precomputed
+//! image vectors) and a text tower (a small transformer over a word vocabulary built
+//! from the training texts), each ending in a projection into one shared space, plus a
+//! learnable temperature. Built from a `VarBuilder` and the serde config, candle-style.
+
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{conv2d, embedding, layer_norm, linear, Conv2d, Embedding, LayerNorm, Linear};
+use candle_nn::{Conv2dConfig, VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub image: ImageTowerConfig,
+    pub text: TextTowerConfig,
+    /// Dimension of the shared space.
+    pub embed_dim: usize,
+    /// Initial softmax temperature (learned from there; never below 0.01).
+    pub temperature: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            image: ImageTowerConfig::default(),
+            text: TextTowerConfig::default(),
+            embed_dim: 64,
+            temperature: 0.07,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ImageTowerConfig {
+    /// Stride-2 3x3 convolutions with ReLU over `size` x `size` RGB. Their last feature
+    /// map is max-pooled over the whole image (what is there, wherever it is: colour and
+    /// shape bound together by the convolutions) and average-pooled onto a `grid` x
+    /// `grid` layout (where things are, which relations need); both are projected.
+    Cnn {
+        size: usize,
+        channels: Vec<usize>,
+        #[serde(default = "default_grid")]
+        grid: usize,
+    },
+    /// Two layers over a fixed image embedding (descriptor, CLIP or precomputed).
+    Mlp {
+        embeddings: crate::retrieval::image::ImageEmbeddingConfig,
+        hidden: usize,
+    },
+}
+
+fn default_grid() -> usize {
+    3
+}
+
+/// The MLP over the training-free pixel descriptor: on the 470 training images of the
+/// default set it generalises better than the CNN (held-out text->image R@5 0.33 against
+/// 0.23 after 6 epochs) at a third of the time per epoch.
+impl Default for ImageTowerConfig {
+    fn default() -> Self {
+        ImageTowerConfig::Mlp {
+            embeddings: crate::retrieval::image::ImageEmbeddingConfig::default(),
+            hidden: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextTowerConfig {
+    pub dim: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// Tokens kept per text (longer texts are cut).
+    pub max_len: usize,
+    /// Words seen fewer times than this in training texts map to `[UNK]`.
+    pub min_count: usize,
+}
+
+impl Default for TextTowerConfig {
+    fn default() -> Self {
+        TextTowerConfig {
+            dim: 64,
+            layers: 2,
+            heads: 4,
+            max_len: 32,
+            min_count: 1,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let t = &self.text;
+        if t.dim == 0 || t.heads == 0 || !t.dim.is_multiple_of(t.heads) {
+            return Err(format!(
+                "text dim {} must be a positive multiple of heads {}",
+                t.dim, t.heads
+            ));
+        }
+        if t.max_len == 0 || self.embed_dim == 0 {
+            return Err("max_len and embed_dim must be at least 1".into());
+        }
+        if !(self.temperature >= 0.01 && self.temperature <= 1.0) {
+            return Err("temperature must be in [0.01, 1]".into());
+        }
+        match &self.image {
+            ImageTowerConfig::Cnn {
+                size,
+                channels,
+                grid,
+            } => {
+                let side = (0..channels.len()).fold(*size, |s, _| s.div_ceil(2));
+                if channels.is_empty() || channels.contains(&0) || *grid == 0 || side % grid != 0 {
+                    return Err(format!(
+                        "cnn: the last feature map ({side} x {side} after {} stride-2 layers) \
+                         must split evenly into grid {grid}, and channels must be non-zero",
+                        channels.len()
+                    ));
+                }
+            }
+            ImageTowerConfig::Mlp { hidden, .. } if *hidden == 0 => {
+                return Err("mlp: hidden must be at least 1".into())
+            }
+            ImageTowerConfig::Mlp { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// What the image tower reads: pixels (`[n, 3, size, size]`, in [-0.5, 0.5]) or vectors.
+pub enum ImageTower {
+    Cnn {
+        convs: Vec<Conv2d>,
+        /// Pooling window onto the grid.
+        cell: usize,
+        project: Linear,
+    },
+    Mlp {
+        hidden: Linear,
+        project: Linear,
+    },
+}
+
+impl ImageTower {
+    fn new(config: &ModelConfig, image_dim: usize, vb: VarBuilder) -> Result<ImageTower> {
+        Ok(match &config.image {
+            ImageTowerConfig::Cnn {
+                size,
+                channels,
+                grid,
+            } => {
+                let conv = Conv2dConfig {
+                    padding: 1,
+                    stride: 2,
+                    ..Default::default()
+                };
+                let mut convs = Vec::new();
+                let (mut from, mut side) = (3, *size);
+                for (i, &to) in channels.iter().enumerate() {
+                    convs.push(conv2d(from, to, 3, conv, vb.pp(format!("conv{i}")))?);
+                    (from, side) = (to, side.div_ceil(2));
+                }
+                let features = from + from * grid * grid;
+                ImageTower::Cnn {
+                    convs,
+                    cell: side / grid.max(&1),
+                    project: linear(features, config.embed_dim, vb.pp("project"))?,
+                }
+            }
+            ImageTowerConfig::Mlp { hidden, .. } => ImageTower::Mlp {
+                hidden: linear(image_dim, *hidden, vb.pp("hidden"))?,
+                project: linear(*hidden, config.embed_dim, vb.pp("project"))?,
+            },
+        })
+    }
+}
+
+impl Module for ImageTower {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            ImageTower::Cnn {
+                convs,
+                cell,
+                project,
+            } => {
+                let mut x = x.clone();
+                for conv in convs {
+                    x = conv.forward(&x)?.relu()?;
+                }
+                let what = x.flatten_from(2)?.max(2)?;
+                let layout = x.avg_pool2d(*cell)?.flatten_from(1)?;
+                project.forward(&Tensor::cat(&[what, layout], 1)?)
+            }
+            ImageTower::Mlp { hidden, project } => project.forward(&hidden.forward(x)?.relu()?),
+        }
+    }
+}
+
+struct Block {
+    norm1: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    norm2: LayerNorm,
+    up: Linear,
+    down: Linear,
+    heads: usize,
+}
+
+impl Block {
+    fn new(dim: usize, heads: usize, vb: VarBuilder) -> Result<Block> {
+        Ok(Block {
+            norm1: layer_norm(dim, 1e-5, vb.pp("norm1"))?,
+            qkv: linear(dim, 3 * dim, vb.pp("qkv"))?,
+            out: linear(dim, dim, vb.pp("out"))?,
+            norm2: layer_norm(dim, 1e-5, vb.pp("norm2"))?,
+            up: linear(dim, 4 * dim, vb.pp("up"))?,
+            down: linear(4 * dim, dim, vb.pp("down"))?,
+            heads,
+        })
+    }
+
+    /// Pre-norm attention and MLP; `pad_bias` is `[n, 1, 1, len]`, -1e9 at padding.
+    fn forward(&self, x: &Tensor, pad_bias: &Tensor) -> Result<Tensor> {
+        let (n, len, dim) = x.dims3()?;
+        let head_dim = dim / self.heads;
+        let qkv = self.qkv.forward(&self.norm1.forward(x)?)?;
+        let qkv = qkv
+            .reshape((n, len, 3, self.heads, head_dim))?
+            .permute((2, 0, 3, 1, 4))?;
+        let (q, k, v) = (
+            qkv.get(0)?.contiguous()?,
+            qkv.get(1)?.contiguous()?,
+            qkv.get(2)?.contiguous()?,
+        );
+        let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?.broadcast_add(pad_bias)?;
+        let attention = candle_nn::ops::softmax_last_dim(&scores)?;
+        let mixed = attention
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((n, len, dim))?;
+        let x = (x + self.out.forward(&mixed)?)?;
+        let hidden = self.up.forward(&self.norm2.forward(&x)?)?.gelu_erf()?;
+        x + self.down.forward(&hidden)?
+    }
+}
+
+pub struct TextTower {
+    tokens: Embedding,
+    positions: Embedding,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    project: Linear,
+}
+
+impl TextTower {
+    fn new(config: &ModelConfig, vocab: usize, vb: VarBuilder) -> Result<TextTower> {
+        let t = &config.text;
+        Ok(TextTower {
+            tokens: embedding(vocab, t.dim, vb.pp("tokens"))?,
+            positions: embedding(t.max_len, t.dim, vb.pp("positions"))?,
+            blocks: (0..t.layers)
+                .map(|i| Block::new(t.dim, t.heads, vb.pp(format!("block{i}"))))
+                .collect::<Result<_>>()?,
+            norm: layer_norm(t.dim, 1e-5, vb.pp("norm"))?,
+            project: linear(t.dim, config.embed_dim, vb.pp("project"))?,
+        })
+    }
+
+    /// `ids` and `mask` are `[n, len]` (u32 and f32, mask 1 at tokens): masked mean
+    /// pooling over the last layer, then the projection.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let (_, len) = ids.dims2()?;
+        let positions = self.positions.embeddings().narrow(0, 0, len)?;
+        let mut x = self.tokens.forward(ids)?.broadcast_add(&positions)?;
+        let pad_bias = ((mask - 1.0)? * 1e9)?.unsqueeze(1)?.unsqueeze(1)?;
+        for block in &self.blocks {
+            x = block.forward(&x, &pad_bias)?;
+        }
+        let x = self.norm.forward(&x)?;
+        let weights = mask.unsqueeze(2)?;
+        let summed = x.broadcast_mul(&weights)?.sum(1)?;
+        let counts = weights.sum(1)?.clamp(1.0, f64::MAX)?;
+        self.project.forward(&summed.broadcast_div(&counts)?)
+    }
+}
+
+pub struct DualEncoder {
+    pub image: ImageTower,
+    pub text: TextTower,
+    /// ln(1 / temperature).
+    pub logit_scale: Tensor,
+}
+
+/// The largest logit scale (temperature 0.01), as CLIP clamps it.
+const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_091;
+
+impl DualEncoder {
+    pub fn new(
+        config: &ModelConfig,
+        vocab: usize,
+        image_dim: usize,
+        vb: VarBuilder,
+    ) -> Result<DualEncoder> {
+        let init = (1.0 / config.temperature as f64).ln();
+        Ok(DualEncoder {
+            image: ImageTower::new(config, image_dim, vb.pp("image"))?,
+            text: TextTower::new(config, vocab, vb.pp("text"))?,
+            logit_scale: vb.get_with_hints((), "logit_scale", candle_nn::Init::Const(init))?,
+        })
+    }
+
+    /// exp(logit scale), clamped.
+    pub fn scale(&self) -> Result<Tensor> {
+        self.logit_scale.clamp(0.0, MAX_LOGIT_SCALE)?.exp()
+    }
+
+    pub fn embed_images(&self, images: &Tensor) -> Result<Tensor> {
+        l2_normalise(&self.image.forward(images)?)
+    }
+
+    pub fn embed_texts(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        l2_normalise(&self.text.forward(ids, mask)?)
+    }
+}
+
+pub fn l2_normalise(x: &Tensor) -> Result<Tensor> {
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    x.broadcast_div(&norm)
+}
+
+/// Overwrites every variable with values drawn from `seed`, in name order, since
+/// candle's CPU generator cannot be seeded: weight matrices and kernels uniform with
+/// variance 1/fan-in (LeCun), embeddings with standard deviation 0.02, layer-norm gains
+/// 1, biases 0; `logit_scale` keeps its configured value.
+pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for name in names {
+        let var = &vars[name];
+        let shape = var.dims().to_vec();
+        let n: usize = shape.iter().product();
+        let leaf = name.rsplit('.').next().unwrap_or(name);
+        let is_norm = name.contains("norm");
+        let values: Vec<f32> = match (leaf, shape.len()) {
+            ("logit_scale", _) => continue,
+            ("bias", _) => vec![0.0; n],
+            ("weight", _) if is_norm => vec![1.0; n],
+            ("embeddings", _) => {
+                let bound = 0.02 * 3f32.sqrt();
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            }
+            _ => {
+                let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+                let bound = (3.0 / fan_in as f32).sqrt();
+                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+            }
+        };
+        var.set(&Tensor::from_vec(values, shape, var.device())?)?;
+    }
+    Ok(())
+}

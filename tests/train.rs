@@ -1,0 +1,158 @@
+//! `cmcl train` and `cmcl eval` on a small synthetic run: a run resumed after stopping
+//! ends with the same bytes as an uninterrupted one, metrics and the table come out,
+//! and shards without the optional columns still train.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::*;
+
+/// A tiny model, so the test trains in seconds.
+const TRAIN: &str = r#"
+[train]
+seed = 3
+model = { embed_dim = 8, image = { type = "cnn", size = 16, channels = [4, 8], grid = 2 }, text = { dim = 16, layers = 1, heads = 2, max_len = 16 } }
+optim = { epochs = 2, batch_size = 16, warmup_steps = 2 }
+data = { validation_fraction = 0.25 }
+"#;
+
+fn pipeline(dir: &Path) -> PathBuf {
+    synth(dir, 24);
+    // Tables after [output], so the [train] table goes at the end of the file.
+    let path = synth_pipeline_with(dir, "[[stages]]\ntype = \"tfidf\"\nk = 2", 40, "");
+    let text = std::fs::read_to_string(&path).unwrap() + TRAIN;
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn train(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--no-progress",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn read(path: PathBuf) -> Vec<u8> {
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let out = dir.path().join("out");
+    let augmented = run_augment(&pipeline, &out, &[]);
+    assert!(augmented.status.success(), "{}", stderr(&augmented));
+
+    let whole = train(&pipeline, &out, &["--name", "whole"]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let first = train(&pipeline, &out, &["--name", "split", "--stop-after", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let state: serde_json::Value =
+        serde_json::from_slice(&read(out.join("train/split/state.json"))).unwrap();
+    assert_eq!(state["epochs_done"], 1);
+    let rest = train(&pipeline, &out, &["--name", "split"]);
+    assert!(rest.status.success(), "{}", stderr(&rest));
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        assert!(
+            read(out.join("train/whole/epoch-0002").join(file))
+                == read(out.join("train/split/epoch-0002").join(file)),
+            "{file} differs between the resumed and the uninterrupted run"
+        );
+    }
+    assert!(
+        !out.join("train/split/epoch-0001").exists(),
+        "old checkpoint kept"
+    );
+
+    let csv = String::from_utf8(read(out.join("train/whole/metrics.csv"))).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        csv.starts_with("epoch,steps,train_loss") && csv.contains("acc_tfidf"),
+        "{csv}"
+    );
+    let svg = String::from_utf8(read(out.join("train/whole/metrics.svg"))).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"), "{svg}");
+
+    let done = train(&pipeline, &out, &["--name", "whole"]);
+    assert!(
+        stderr(&done).contains("already trained"),
+        "{}",
+        stderr(&done)
+    );
+    let ablated = train(
+        &pipeline,
+        &out,
+        &["--name", "whole", "--without", "hard-negatives"],
+    );
+    assert!(!ablated.status.success());
+    assert!(stderr(&ablated).contains("--fresh"), "{}", stderr(&ablated));
+
+    let table = ok(&[
+        "eval",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let table = stdout(&table);
+    assert!(table.starts_with("| run | epochs | i->t R@1"), "{table}");
+    assert!(
+        table.contains("| split | 2 |") && table.contains("| whole | 2 |"),
+        "{table}"
+    );
+    assert!(table.contains("tfidf"), "{table}");
+}
+
+#[test]
+fn shards_without_optional_columns_still_train() {
+    use arrow_array::{RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let pairs = std::fs::read_to_string(dir.path().join("synth/pairs.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = pairs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let column = |name: &str, f: &dyn Fn(&serde_json::Value) -> String| -> Arc<StringArray> {
+        Arc::new(rows.iter().map(|r| Some(f(&r[name]))).collect())
+    };
+    let images = dir.path().join("synth");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("image_id", DataType::Utf8, false),
+        Field::new("caption", DataType::Utf8, false),
+        Field::new("image_path", DataType::Utf8, false),
+    ]));
+    let text = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let path = |v: &serde_json::Value| images.join(v.as_str().unwrap()).display().to_string();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            column("image_id", &text),
+            column("caption", &text),
+            column("image_path", &path),
+        ],
+    )
+    .unwrap();
+    let out = dir.path().join("bare");
+    std::fs::create_dir_all(&out).unwrap();
+    cmcl::shard::write_ipc(&out.join("part-0.arrow"), &batch).unwrap();
+    let trained = train(&pipeline, &out, &[]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let csv = String::from_utf8(read(out.join("train/cmcl/metrics.csv"))).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(
+        !csv.contains("acc_"),
+        "no negatives, so no accuracy columns: {csv}"
+    );
+}
