@@ -27,14 +27,7 @@ fn pipeline(dir: &Path, image: &str, extra: &str) -> PathBuf {
 }
 
 fn index(pipeline: &Path, out: &Path) -> std::process::Output {
-    run(&[
-        "index",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ])
+    run_pipeline("index", pipeline, out, &[])
 }
 
 /// Per pair: (image id, caption, objects, items as (kind, ref_id, text, score, params)).

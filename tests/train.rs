@@ -28,16 +28,7 @@ fn pipeline(dir: &Path) -> PathBuf {
 }
 
 fn train(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "train",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--no-progress",
-    ];
-    args.extend_from_slice(extra);
-    run(&args)
+    run_pipeline("train", pipeline, out, extra)
 }
 
 fn read(path: PathBuf) -> Vec<u8> {

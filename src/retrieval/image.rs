@@ -35,6 +35,11 @@ pub enum ImageEmbeddingConfig {
         /// Side of the square the image is averaged down to first.
         #[serde(default = "default_size")]
         size: usize,
+        /// Also colour-by-edge-orientation histograms, over the whole image and per
+        /// cell: which colour each kind of edge has, so shape and colour stay bound
+        /// together ("a red star", not "something red and some star").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        bind: bool,
     },
     /// CLIP's image tower from a Hugging Face model folder (`config.json`,
     /// `model.safetensors`).
@@ -62,6 +67,7 @@ impl Default for ImageEmbeddingConfig {
         ImageEmbeddingConfig::Descriptor {
             grid: default_grid(),
             size: default_size(),
+            bind: false,
         }
     }
 }
@@ -86,7 +92,7 @@ pub trait ImageEmbedder: Sync {
 impl ImageEmbeddingConfig {
     pub fn build(&self) -> Result<Box<dyn ImageEmbedder>> {
         match self {
-            ImageEmbeddingConfig::Descriptor { grid, size } => {
+            ImageEmbeddingConfig::Descriptor { grid, size, bind } => {
                 if *grid == 0 || *size < 2 * grid {
                     return Err(Error::Stage {
                         stage: "retrieval".into(),
@@ -98,6 +104,7 @@ impl ImageEmbeddingConfig {
                 Ok(Box::new(Descriptor {
                     grid: *grid,
                     size: *size,
+                    bind: *bind,
                 }))
             }
             ImageEmbeddingConfig::Clip { model } => Ok(Box::new(super::clip::Clip::load(model)?)),
@@ -123,11 +130,13 @@ impl ImageEmbeddingConfig {
 pub struct Descriptor {
     grid: usize,
     size: usize,
+    bind: bool,
 }
 
 impl ImageEmbedder for Descriptor {
     fn id(&self) -> String {
-        format!("descriptor-v1/grid{}/size{}", self.grid, self.size)
+        let bind = if self.bind { "/bind" } else { "" };
+        format!("descriptor-v1/grid{}/size{}{bind}", self.grid, self.size)
     }
 
     fn embed(&self, image: &ImageRef) -> Result<Vec<f32>> {
@@ -188,6 +197,12 @@ impl Descriptor {
         let mut global = vec![0f32; 64];
         let mut colour = vec![0f32; g * g * 8];
         let mut edges = vec![0f32; g * g * 8];
+        // Colour (8 bins) by orientation (8 bins), whole image and per cell.
+        let mut bound = vec![0f32; (1 + g * g) * 64];
+        let colour_bin = |p: &[f32]| {
+            let bin = |v: f32| usize::from(v >= 128.0);
+            bin(p[0]) * 4 + bin(p[1]) * 2 + bin(p[2])
+        };
         for y in 0..s {
             for x in 0..s {
                 let p = pixel(x, y);
@@ -203,6 +218,18 @@ impl Descriptor {
                     let angle = dy.atan2(dx).rem_euclid(std::f32::consts::PI);
                     let bin = ((angle / std::f32::consts::PI * 8.0) as usize).min(7);
                     edges[cell * 8 + bin] += magnitude;
+                    if self.bind && magnitude > 0.0 {
+                        // Both sides of the edge, one pixel along the gradient: the
+                        // shape's colour and whatever it stands on.
+                        let (ux, uy) = (dx / magnitude, dy / magnitude);
+                        for side in [-1.0f32, 1.0] {
+                            let nx = (x as f32 + side * ux).round() as usize;
+                            let ny = (y as f32 + side * uy).round() as usize;
+                            let slot = colour_bin(pixel(nx, ny)) * 8 + bin;
+                            bound[slot] += magnitude;
+                            bound[(1 + cell) * 64 + slot] += magnitude;
+                        }
+                    }
                 }
             }
         }
@@ -213,6 +240,13 @@ impl Descriptor {
         for cell in 0..g * g {
             out.extend(unit_block(&colour[cell * 8..cell * 8 + 8], cell_weight));
             out.extend(unit_block(&edges[cell * 8..cell * 8 + 8], cell_weight));
+        }
+        if self.bind {
+            out.extend(unit_block(&bound[..64], 1.0));
+            let cell_weight = 1.0 / (g as f32);
+            for cell in 1..=g * g {
+                out.extend(unit_block(&bound[cell * 64..cell * 64 + 64], cell_weight));
+            }
         }
         crate::hnsw::normalized(&out)
     }

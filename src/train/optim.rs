@@ -24,7 +24,7 @@ pub struct OptimConfig {
 impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
-            epochs: 12,
+            epochs: 10,
             batch_size: 64,
             learning_rate: 2e-3,
             weight_decay: 0.01,

@@ -25,8 +25,14 @@ pub fn stdout(out: &Output) -> String {
 
 /// Runs `cmcl augment` on `pipeline` into `out` without a progress bar; `extra` flags last.
 pub fn run_augment(pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
+    run_pipeline("augment", pipeline, out, extra)
+}
+
+/// Runs a pipeline command (`augment`, `index`, `train`, ...) on `pipeline` into `out`
+/// without a progress bar; `extra` flags last. A panic fails the test.
+pub fn run_pipeline(command: &str, pipeline: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
-        "augment",
+        command,
         "--pipeline",
         pipeline.to_str().unwrap(),
         "--out",
