@@ -181,7 +181,9 @@ pub fn multi_positive_nll(logits: &Tensor, weights: &Tensor) -> Result<Tensor> {
     let log_w = weights
         .gt(0.0)?
         .where_cond(&weights.clamp(1e-30, f64::MAX)?.log()?, &never)?;
-    let outside = weights.ge(0.0)?.where_cond(&weights.zeros_like()?, &never)?;
+    let outside = weights
+        .ge(0.0)?
+        .where_cond(&weights.zeros_like()?, &never)?;
     let numerator = log_sum_exp(&(logits + log_w)?)?;
     let denominator = log_sum_exp(&(logits + outside)?)?;
     (denominator - numerator)?.mean_all()
