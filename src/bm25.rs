@@ -96,6 +96,8 @@ pub struct Bm25Index {
     fields: Fields,
     /// Where each row's document is, for scoring a caption against itself.
     addresses: Vec<DocAddress>,
+    /// The inverse: per segment, each document's row (read once, not per hit).
+    rows: Vec<Vec<u32>>,
 }
 
 impl Bm25Index {
@@ -108,7 +110,7 @@ impl Bm25Index {
     ) -> Result<(Bm25Index, Option<Bm25Record>)> {
         let dir = index_dir.join(DIR);
         let inputs = inputs_sha256(corpus);
-        let manifest = crate::retrieval::index::IndexManifest::load(index_dir);
+        let mut manifest = crate::retrieval::index::IndexManifest::load(index_dir);
         if let Some(record) = manifest.bm25.as_ref().filter(|r| r.inputs_sha256 == inputs) {
             if let Ok(index) = Bm25Index::open(&dir) {
                 if index.addresses.len() == record.count {
@@ -132,7 +134,6 @@ impl Bm25Index {
             inputs_sha256: inputs,
             build_seconds: started.elapsed().as_secs_f64(),
         };
-        let mut manifest = crate::retrieval::index::IndexManifest::load(index_dir);
         manifest.bm25 = Some(record.clone());
         manifest.save(index_dir)?;
         Ok((index, Some(record)))
@@ -155,15 +156,19 @@ impl Bm25Index {
         let reader = index.reader().map_err(fail)?;
         let searcher = reader.searcher();
         let mut addresses = vec![DocAddress::new(u32::MAX, 0); searcher.num_docs() as usize];
+        let mut rows = Vec::new();
         for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
-            let rows = segment.fast_fields().u64("row").map_err(fail)?;
+            let column = segment.fast_fields().u64("row").map_err(fail)?;
+            let mut of_segment = Vec::with_capacity(segment.max_doc() as usize);
             for doc in 0..segment.max_doc() {
-                let row = rows.first(doc).unwrap_or(u64::MAX) as usize;
+                let row = column.first(doc).unwrap_or(u64::MAX) as usize;
                 let slot = addresses.get_mut(row).ok_or_else(|| {
                     search_error(&dir, format!("row {row} out of range: index damaged"))
                 })?;
                 *slot = DocAddress::new(ordinal as u32, doc);
+                of_segment.push(row as u32);
             }
+            rows.push(of_segment);
         }
         if let Some(row) = addresses.iter().position(|a| a.segment_ord == u32::MAX) {
             return Err(search_error(
@@ -177,7 +182,12 @@ impl Bm25Index {
             reader,
             fields,
             addresses,
+            rows,
         })
+    }
+
+    fn row_of(&self, addr: DocAddress) -> u32 {
+        self.rows[addr.segment_ord as usize][addr.doc_id as usize]
     }
 
     pub fn len(&self) -> usize {
@@ -225,14 +235,6 @@ impl Bm25Index {
         keep: &dyn Fn(u32) -> bool,
         watch: u32,
     ) -> Result<(Vec<Hit>, Option<f32>)> {
-        let rows = |addr: DocAddress| -> Result<u32> {
-            let segment = searcher.segment_reader(addr.segment_ord);
-            let column = segment
-                .fast_fields()
-                .u64("row")
-                .map_err(|e| search_error(&self.dir, e.to_string()))?;
-            Ok(column.first(addr.doc_id).map_or(u32::MAX, |r| r as u32))
-        };
         let mut limit = k + OVERFETCH;
         loop {
             let found = searcher
@@ -243,7 +245,7 @@ impl Bm25Index {
             let mut hits = Vec::new();
             let mut watched = None;
             for (score, addr) in found {
-                let doc = rows(addr)?;
+                let doc = self.row_of(addr);
                 if doc == watch {
                     watched = Some(score);
                 }
@@ -435,7 +437,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|(score, addr)| Hit {
-                doc: index.addresses.iter().position(|a| *a == addr).unwrap() as u32,
+                doc: index.row_of(addr),
                 score,
             })
             .filter(|h| h.score > 0.0)
@@ -484,7 +486,7 @@ mod tests {
             let (index, built) = Bm25Index::build_or_open(dir.path(), &corpus, false).unwrap();
             prop_assert!(built.is_some());
             prop_assert_eq!(index.len(), captions.len() + others.len());
-            let groups = crate::tfidf::image_groups(&corpus);
+            let groups = corpus.image_groups();
             let searcher = index.searcher();
             for (row, caption) in captions.iter().enumerate() {
                 let all = brute_force(&index, caption);

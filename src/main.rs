@@ -340,18 +340,17 @@ fn main() -> anyhow::Result<()> {
         } => {
             let (p, out_dir) = run.start()?;
             let mut config = p.train.clone().unwrap_or_default();
-            let mut label = String::from("cmcl");
-            if !without.is_empty() {
-                label = String::from("without");
-            }
+            let mut parts: Vec<String> = Vec::new();
             for source in &without {
                 config.loss.without(*source);
-                if let Some(value) = clap::ValueEnum::to_possible_value(source) {
-                    label.push('-');
-                    label.push_str(value.get_name());
-                }
+                parts.extend(
+                    clap::ValueEnum::to_possible_value(source).map(|v| v.get_name().into()),
+                );
             }
-            let name = name.unwrap_or(label);
+            let name = name.unwrap_or_else(|| match parts.is_empty() {
+                true => "cmcl".into(),
+                false => format!("without-{}", parts.join("-")),
+            });
             let options = cmcl::train::TrainOptions {
                 run_dir: out_dir.join("train").join(&name),
                 shards: out_dir.clone(),

@@ -43,6 +43,29 @@ pub struct Corpus {
     pub texts: Vec<CorpusText>,
 }
 
+impl Corpus {
+    /// Per pair, a dense id of its image (dataset + image id), in order of first
+    /// appearance: pairs with equal ids show the same image.
+    pub fn image_groups(&self) -> Vec<u32> {
+        dense_ids(
+            self.pairs
+                .iter()
+                .map(|p| (p.dataset.as_str(), p.image_id.as_str())),
+        )
+    }
+}
+
+/// Equal values get equal small ids, in first-seen order.
+pub fn dense_ids<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> Vec<u32> {
+    let mut ids = std::collections::HashMap::new();
+    values
+        .map(|v| {
+            let next = ids.len() as u32;
+            *ids.entry(v).or_insert(next)
+        })
+        .collect()
+}
+
 pub fn pair_uid(dataset: &str, image_id: &str, caption: &str) -> [u8; 16] {
     let mut hasher = Sha256::new();
     // Length prefixes keep ("ab","c") and ("a","bc") apart.

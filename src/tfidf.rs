@@ -466,21 +466,6 @@ enum Miner {
     Bm25(crate::bm25::Bm25Index),
 }
 
-/// Per pair, a dense id of its image (dataset + image id), in order of first appearance.
-pub(crate) fn image_groups(corpus: &Corpus) -> Vec<u32> {
-    let mut image_ids: HashMap<(&str, &str), u32> = HashMap::new();
-    corpus
-        .pairs
-        .iter()
-        .map(|p| {
-            let next = image_ids.len() as u32;
-            *image_ids
-                .entry((p.dataset.as_str(), p.image_id.as_str()))
-                .or_insert(next)
-        })
-        .collect()
-}
-
 impl TfidfStage {
     pub fn build(
         config: TfidfConfig,
@@ -502,7 +487,7 @@ impl TfidfStage {
         Ok(TfidfStage {
             config,
             miner,
-            groups: image_groups(corpus),
+            groups: corpus.image_groups(),
         })
     }
 }

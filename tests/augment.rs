@@ -6,8 +6,6 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use common::*;
 
 fn augment(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -40,34 +38,13 @@ fn synth_to_shards_with_tfidf_negatives_from_other_images() {
     let mut seen = 0;
     for entry in m["shards"].as_array().unwrap() {
         let file = out.join(entry["file"].as_str().unwrap());
-        let (_, batches) = cmcl::shard::read_ipc(&file).unwrap();
-        for batch in batches {
-            let image_ids = batch
-                .column_by_name("image_id")
-                .unwrap()
-                .as_string::<i32>()
-                .clone();
-            let negatives = batch
-                .column_by_name("negatives")
-                .unwrap()
-                .as_list::<i32>()
-                .clone();
-            for row in 0..batch.num_rows() {
-                seen += 1;
-                let items = negatives.value(row);
-                let items = items.as_struct();
-                let params = items.column_by_name("params").unwrap().as_string::<i32>();
-                let kinds = items.column_by_name("kind").unwrap().as_string::<i32>();
-                assert!(items.len() <= 4);
-                for i in 0..items.len() {
-                    assert_eq!(kinds.value(i), "tfidf");
-                    let p: serde_json::Value = serde_json::from_str(params.value(i)).unwrap();
-                    assert_ne!(
-                        p["image_id"],
-                        image_ids.value(row),
-                        "negative from the same image"
-                    );
-                }
+        for (pair, aug) in cmcl::shard::read_pairs(&file).unwrap() {
+            seen += 1;
+            assert!(aug.negatives.len() <= 4);
+            for item in &aug.negatives {
+                assert_eq!(item.kind, "tfidf");
+                let p: serde_json::Value = serde_json::from_str(&item.params).unwrap();
+                assert_ne!(p["image_id"], pair.image_id, "negative from the same image");
             }
         }
     }

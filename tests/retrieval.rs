@@ -8,8 +8,6 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use arrow_array::cast::AsArray;
-use arrow_array::Array;
 use common::*;
 
 fn minilm() -> PathBuf {
@@ -43,65 +41,33 @@ fn rows(out: &Path, column: &str) -> Vec<Row> {
     let m = manifest(out);
     let mut rows = Vec::new();
     for entry in m["shards"].as_array().unwrap() {
-        let (_, batches) =
-            cmcl::shard::read_ipc(&out.join(entry["file"].as_str().unwrap())).unwrap();
-        for batch in batches {
-            let image_ids = batch
-                .column_by_name("image_id")
-                .unwrap()
-                .as_string::<i32>()
-                .clone();
-            let captions = batch
-                .column_by_name("caption")
-                .unwrap()
-                .as_string::<i32>()
-                .clone();
-            let objects = batch
-                .column_by_name("objects")
-                .unwrap()
-                .as_list::<i32>()
-                .clone();
-            let neighbours = batch
-                .column_by_name(column)
-                .unwrap()
-                .as_list::<i32>()
-                .clone();
-            for row in 0..batch.num_rows() {
-                let labels = objects.value(row);
-                let labels = labels.as_string::<i32>();
-                let items = neighbours.value(row);
-                let items = items.as_struct();
-                let col = |name: &str| items.column_by_name(name).unwrap().clone();
-                let (kind, ref_id, text, score, params) = (
-                    col("kind"),
-                    col("ref_id"),
-                    col("text"),
-                    col("score"),
-                    col("params"),
-                );
-                let found = (0..items.len())
-                    .map(|i| {
-                        let text = text.as_string::<i32>();
-                        (
-                            kind.as_string::<i32>().value(i).to_string(),
-                            ref_id.as_string::<i32>().value(i).to_string(),
-                            (!text.is_null(i)).then(|| text.value(i).to_string()),
-                            score
-                                .as_primitive::<arrow_array::types::Float32Type>()
-                                .value(i),
-                            serde_json::from_str(params.as_string::<i32>().value(i)).unwrap(),
-                        )
-                    })
-                    .collect();
-                rows.push((
-                    image_ids.value(row).to_string(),
-                    captions.value(row).to_string(),
-                    (0..labels.len())
-                        .map(|i| labels.value(i).to_string())
-                        .collect(),
-                    found,
-                ));
-            }
+        let file = out.join(entry["file"].as_str().unwrap());
+        for (pair, aug) in cmcl::shard::read_pairs(&file).unwrap() {
+            let items = match column {
+                "neighbours" => aug.neighbours,
+                "negatives" => aug.negatives,
+                "positives" => aug.positives,
+                other => panic!("no item column {other}"),
+            };
+            let found = items
+                .into_iter()
+                .map(|i| {
+                    let params = serde_json::from_str(&i.params).unwrap();
+                    (
+                        i.kind,
+                        i.ref_id.unwrap_or_default(),
+                        i.text,
+                        i.score,
+                        params,
+                    )
+                })
+                .collect();
+            rows.push((
+                pair.image_id,
+                pair.caption,
+                pair.objects.unwrap_or_default(),
+                found,
+            ));
         }
     }
     rows

@@ -8,7 +8,6 @@
 //! An index whose input checksum and file checksum match the manifest is loaded, not
 //! rebuilt; anything else rebuilds it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use indicatif::ProgressBar;
@@ -54,27 +53,23 @@ pub enum ImageEntry {
 
 impl Entries {
     pub fn of(corpus: &Corpus) -> Entries {
-        let mut entries = Entries {
-            texts: (0..corpus.pairs.len()).map(TextEntry::Caption).collect(),
-            ..Entries::default()
-        };
-        entries
-            .texts
-            .extend((0..corpus.texts.len()).map(TextEntry::Corpus));
-        let mut seen: HashMap<(&str, &str), u32> = HashMap::new();
-        for (row, pair) in corpus.pairs.iter().enumerate() {
-            let node = *seen
-                .entry((pair.dataset.as_str(), pair.image_id.as_str()))
-                .or_insert_with(|| {
-                    entries.images.push(ImageEntry::Pair(row));
-                    entries.images.len() as u32 - 1
-                });
-            entries.image_of_pair.push(node);
+        let image_of_pair = corpus.image_groups();
+        // A group's first pair stands for its image: groups are numbered as they appear.
+        let mut images = Vec::new();
+        for (row, &group) in image_of_pair.iter().enumerate() {
+            if group as usize == images.len() {
+                images.push(ImageEntry::Pair(row));
+            }
         }
-        entries
-            .images
-            .extend((0..corpus.images.len()).map(ImageEntry::Corpus));
-        entries
+        images.extend((0..corpus.images.len()).map(ImageEntry::Corpus));
+        Entries {
+            texts: (0..corpus.pairs.len())
+                .map(TextEntry::Caption)
+                .chain((0..corpus.texts.len()).map(TextEntry::Corpus))
+                .collect(),
+            images,
+            image_of_pair,
+        }
     }
 
     pub fn text<'a>(&self, corpus: &'a Corpus, node: u32) -> &'a str {

@@ -136,11 +136,11 @@ impl RetrievalStage {
         progress: bool,
     ) -> Result<RetrievalStage> {
         let indexes = index::build_or_open(&config, corpus, &index::index_dir(out_dir), progress)?;
-        let text_keys = dense_keys(
+        let text_keys = crate::record::dense_ids(
             (0..indexes.entries.texts.len() as u32)
                 .map(|n| crate::backtranslate::filter::normalize(indexes.entries.text(corpus, n))),
         );
-        let image_keys = dense_keys((0..indexes.image.len() as u32).map(|n| {
+        let image_keys = crate::record::dense_ids((0..indexes.image.len() as u32).map(|n| {
             let bits: Vec<u32> = indexes
                 .image
                 .vector(n)
@@ -282,17 +282,6 @@ impl RetrievalStage {
             want *= 2;
         }
     }
-}
-
-/// Equal values get equal small ids (in first-seen order).
-fn dense_keys<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> Vec<u32> {
-    let mut ids = HashMap::new();
-    values
-        .map(|v| {
-            let next = ids.len() as u32;
-            *ids.entry(v).or_insert(next)
-        })
-        .collect()
 }
 
 impl Stage for RetrievalStage {

@@ -152,9 +152,16 @@ impl Vocab {
         ids
     }
 
-    /// Counts the words of every training text (captions and attached item texts).
-    pub fn build(files: &[PathBuf], seed: u64, fraction: f64, min_count: usize) -> Result<Vocab> {
+    /// One pass over the training split: the vocabulary of every training text (captions
+    /// and attached item texts), the number of training rows, and the first of them.
+    pub fn build(
+        files: &[PathBuf],
+        seed: u64,
+        fraction: f64,
+        min_count: usize,
+    ) -> Result<(Vocab, usize, Option<Pair>)> {
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut rows, mut first) = (0, None);
         for file in files {
             for (pair, aug) in rows_of(file, Split::Train, seed, fraction)? {
                 let items = aug
@@ -167,9 +174,11 @@ impl Vocab {
                 for word in texts.flat_map(Vocab::words_of) {
                     *counts.entry(word).or_insert(0) += 1;
                 }
+                rows += 1;
+                first.get_or_insert(pair);
             }
         }
-        Ok(Vocab::from_counts(&counts, min_count))
+        Ok((Vocab::from_counts(&counts, min_count), rows, first))
     }
 }
 

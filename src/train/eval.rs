@@ -47,21 +47,19 @@ pub fn evaluate(trainer: &Trainer, files: &[PathBuf], batch: usize) -> Result<Ev
     for file in files {
         let rows = rows_of(file, Split::Validation, seed, fraction)?;
         for chunk in rows.chunks(batch.max(1)) {
-            let new: Vec<&crate::record::Pair> = {
-                let mut seen = std::collections::HashSet::new();
-                chunk
-                    .iter()
-                    .map(|(p, _)| p)
-                    .filter(|p| {
-                        let key = (p.dataset.clone(), p.image_id.clone());
-                        !image_index.contains_key(&key) && seen.insert(key)
-                    })
-                    .collect()
-            };
-            for (pair, vector) in new.iter().zip(trainer.embed_images(&new)?) {
-                image_index.insert((pair.dataset.clone(), pair.image_id.clone()), images.len());
-                images.push(vector);
+            // Each row's image slot; images not seen before are embedded once, here.
+            let mut new: Vec<&crate::record::Pair> = Vec::new();
+            let mut image_of = Vec::with_capacity(chunk.len());
+            for (pair, _) in chunk {
+                let key = (pair.dataset.clone(), pair.image_id.clone());
+                let next = images.len() + new.len();
+                let slot = *image_index.entry(key).or_insert(next);
+                if slot == next {
+                    new.push(pair);
+                }
+                image_of.push(slot);
             }
+            images.extend(trainer.embed_images(&new)?);
             let mut texts: Vec<&str> = chunk.iter().map(|(p, _)| p.caption.as_str()).collect();
             let mut negatives: Vec<(usize, &str)> = Vec::new();
             for (row, (_, aug)) in chunk.iter().enumerate() {
@@ -73,13 +71,11 @@ pub fn evaluate(trainer: &Trainer, files: &[PathBuf], batch: usize) -> Result<Ev
                 }
             }
             let vectors = trainer.embed_texts(&texts)?;
-            for (row, (pair, _)) in chunk.iter().enumerate() {
-                let image = image_index[&(pair.dataset.clone(), pair.image_id.clone())];
-                captions.push((vectors[row].clone(), image));
+            for (row, vector) in vectors.iter().take(chunk.len()).enumerate() {
+                captions.push((vector.clone(), image_of[row]));
             }
             for (i, (row, kind)) in negatives.into_iter().enumerate() {
-                let (pair, _) = &chunk[row];
-                let image = &images[image_index[&(pair.dataset.clone(), pair.image_id.clone())]];
+                let image = &images[image_of[row]];
                 let correct = dot(image, &vectors[row]) > dot(image, &vectors[chunk.len() + i]);
                 let tally = report.hard_negatives.entry(kind.to_string()).or_default();
                 tally.0 += correct as u64;

@@ -130,6 +130,15 @@ impl Trainer {
     /// A freshly initialised model (weights drawn from the seed).
     pub fn new(config: TrainConfig, vocab: Vocab, image_dim: usize) -> Result<Trainer> {
         let loader = ImageLoader::new(image_source(&config.model.image)?);
+        Trainer::with_loader(config, vocab, image_dim, loader)
+    }
+
+    fn with_loader(
+        config: TrainConfig,
+        vocab: Vocab,
+        image_dim: usize,
+        loader: ImageLoader,
+    ) -> Result<Trainer> {
         let device = crate::text_encoder::device();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
@@ -342,24 +351,20 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
         for stale in ["state.json", "metrics.jsonl", "metrics.csv", "metrics.svg"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        let vocab = Vocab::build(
+        let (vocab, train_rows, probe) = Vocab::build(
             &files,
             config.seed,
             config.data.validation_fraction,
             config.model.text.min_count,
         )?;
-        let (train_rows, probe) = count_train_rows(&files, config)?;
         let probe = probe.ok_or_else(|| Error::Input {
             path: options.shards.clone(),
             line: 0,
             message: "no training rows: every image fell in the validation split".into(),
         })?;
-        let image_dim = match &config.model.image {
-            ImageTowerConfig::Cnn { size, .. } => 3 * size * size,
-            ImageTowerConfig::Mlp { .. } => {
-                ImageLoader::new(image_source(&config.model.image)?).width(&probe)?
-            }
-        };
+        // One loader (an image model may sit behind it) both probes the width and serves.
+        let loader = ImageLoader::new(image_source(&config.model.image)?);
+        let image_dim = loader.width(&probe)?;
         let run = RunConfig {
             train: config.clone(),
             vocab: vocab.words.clone(),
@@ -367,7 +372,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
             train_rows,
         };
         write_json(&dir.join("config.json"), &run)?;
-        let trainer = Trainer::new(config.clone(), vocab, image_dim)?;
+        let trainer = Trainer::with_loader(config.clone(), vocab, image_dim, loader)?;
         let optimizer = new_optimizer(&trainer)?;
         let state = RunState {
             epochs_done: 0,
@@ -473,24 +478,6 @@ fn new_optimizer(trainer: &Trainer) -> Result<AdamW> {
         .collect();
     AdamW::new(vars, trainer.config.optim.weight_decay)
         .map_err(|e| model_error(Path::new("<model>"), e))
-}
-
-/// Training rows, and one of them (to probe the image width).
-fn count_train_rows(files: &[PathBuf], config: &TrainConfig) -> Result<(usize, Option<Pair>)> {
-    let (mut count, mut probe) = (0, None);
-    for file in files {
-        let rows = data::rows_of(
-            file,
-            data::Split::Train,
-            config.seed,
-            config.data.validation_fraction,
-        )?;
-        count += rows.len();
-        if probe.is_none() {
-            probe = rows.into_iter().next().map(|(p, _)| p);
-        }
-    }
-    Ok((count, probe))
 }
 
 /// Writes the epoch's weights and optimizer state into a folder of their own, then the
