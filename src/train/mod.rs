@@ -351,6 +351,16 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
         for stale in ["state.json", "metrics.jsonl", "metrics.csv", "metrics.svg"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
+        // An earlier run's checkpoints would otherwise outlive it (e.g. its epoch 12 when
+        // this run stops at 10).
+        for entry in std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with("epoch-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let (vocab, train_rows, probe) = Vocab::build(
             &files,
             config.seed,
