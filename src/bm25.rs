@@ -5,7 +5,8 @@
 //!
 //! Ranking rule, as in [`crate::tfidf`]: higher score first, equal scores to the lower
 //! row. Tantivy breaks ties by segment and doc id instead, which depend on how the
-//! indexer split its work, so hits are over-fetched until the cut is past every tie.
+//! indexer split its work, so hits are over-fetched until the cut is past every tie,
+//! and rescored with one fixed summation order so that equal scores are equal.
 //!
 //! A negative's `score` is its BM25 score divided by the query caption's score against
 //! itself, so `max_similarity` means the same kind of thing as in exact TF-IDF
@@ -32,6 +33,15 @@ pub const DIR: &str = "bm25";
 const WRITER_BYTES: usize = 64 << 20;
 /// Hits fetched per query at first, beyond the ones asked for.
 const OVERFETCH: usize = 16;
+/// How far tantivy's own sum of a document's term scores may lie from the exact one
+/// (relative): summing a caption's few terms in another order moves it by ulps.
+const SUM_SLACK: f32 = 1e-4;
+
+/// A query with the weight of each of its terms.
+struct Prepared {
+    query: BooleanQuery,
+    terms: Vec<Box<dyn tantivy::query::Weight>>,
+}
 
 /// What the manifest says of the BM25 index.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,9 +208,9 @@ impl Bm25Index {
         self.addresses.is_empty()
     }
 
-    /// The query: one optional clause per distinct token of `text`, tokenised as the
-    /// index's text field is.
-    fn query(&self, text: &str) -> Result<BooleanQuery> {
+    /// The query for `text`: one optional clause per distinct token, tokenised as the
+    /// index's text field is, with each clause's own weight for exact rescoring.
+    fn query(&self, searcher: &Searcher, text: &str) -> Result<Prepared> {
         let mut analyzer = self
             .index
             .tokenizer_for_field(self.fields.text)
@@ -212,7 +222,7 @@ impl Bm25Index {
         }
         terms.sort();
         terms.dedup();
-        let clauses = terms
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .into_iter()
             .map(|t| {
                 let term = Term::from_field_text(self.fields.text, &t);
@@ -221,16 +231,70 @@ impl Bm25Index {
                 (Occur::Should, query)
             })
             .collect();
-        Ok(BooleanQuery::new(clauses))
+        let scoring = EnableScoring::enabled_from_searcher(searcher);
+        let terms = clauses
+            .iter()
+            .map(|(_, clause)| clause.weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()
+            .map_err(|e| search_error(&self.dir, e.to_string()))?;
+        Ok(Prepared {
+            query: BooleanQuery::new(clauses),
+            terms,
+        })
     }
 
-    /// The hits for `text` that `keep` accepts, best first, ties to the lower row: the
+    /// Exact scores of `addresses`: each document's term scores summed in clause order.
+    /// Tantivy's top-k search (block-WAND) sums them in an order that depends on the
+    /// search, so one document can score an ulp apart in two searches, and ties could
+    /// not be broken by row. Final scores therefore come from here.
+    fn rescore(
+        &self,
+        searcher: &Searcher,
+        query: &Prepared,
+        addresses: &[DocAddress],
+    ) -> Result<Vec<f32>> {
+        let mut order: Vec<usize> = (0..addresses.len()).collect();
+        order.sort_by_key(|&i| (addresses[i].segment_ord, addresses[i].doc_id));
+        let mut scores = vec![0.0f32; addresses.len()];
+        for term in &query.terms {
+            let mut current: Option<(u32, Box<dyn Scorer>)> = None;
+            for &i in &order {
+                let DocAddress {
+                    segment_ord,
+                    doc_id,
+                } = addresses[i];
+                if current
+                    .as_ref()
+                    .is_none_or(|(segment, _)| *segment != segment_ord)
+                {
+                    let reader = searcher.segment_reader(segment_ord);
+                    let scorer = term
+                        .scorer(reader, 1.0)
+                        .map_err(|e| search_error(&self.dir, e.to_string()))?;
+                    current = Some((segment_ord, scorer));
+                }
+                let Some((_, scorer)) = current.as_mut() else {
+                    continue;
+                };
+                // Scorers only seek forward; documents come in ascending order.
+                if scorer.doc() < doc_id {
+                    scorer.seek(doc_id);
+                }
+                if scorer.doc() == doc_id {
+                    scores[i] += scorer.score();
+                }
+            }
+        }
+        Ok(scores)
+    }
+
+    /// The hits for `query` that `keep` accepts, best first, ties to the lower row: the
     /// first `k`, plus every further hit tied with the last of them. Also the score of
     /// row `watch` when the search met it, kept or not.
     fn ranked(
         &self,
         searcher: &Searcher,
-        query: &BooleanQuery,
+        query: &Prepared,
         k: usize,
         keep: &dyn Fn(u32) -> bool,
         watch: u32,
@@ -238,13 +302,19 @@ impl Bm25Index {
         let mut limit = k + OVERFETCH;
         loop {
             let found = searcher
-                .search(query, &TopDocs::with_limit(limit).order_by_score())
+                .search(&query.query, &TopDocs::with_limit(limit).order_by_score())
                 .map_err(|e| search_error(&self.dir, e.to_string()))?;
             let exhausted = found.len() < limit;
-            let floor = found.last().map_or(0.0, |(score, _)| *score);
+            // Anything tantivy cut scored at most `floor` by its own sums, so at most
+            // `ceiling` exactly.
+            let ceiling = found
+                .last()
+                .map_or(0.0, |(score, _)| score * (1.0 + SUM_SLACK));
+            let addresses: Vec<DocAddress> = found.iter().map(|(_, addr)| *addr).collect();
+            let scores = self.rescore(searcher, query, &addresses)?;
             let mut hits = Vec::new();
             let mut watched = None;
-            for (score, addr) in found {
+            for (addr, score) in addresses.into_iter().zip(scores) {
                 let doc = self.row_of(addr);
                 if doc == watch {
                     watched = Some(score);
@@ -254,8 +324,7 @@ impl Bm25Index {
                 }
             }
             hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
-            // Enough, and the last kept hit beats whatever tantivy may have cut at `floor`.
-            let settled = hits.len() >= k && hits[k - 1].score > floor;
+            let settled = hits.len() >= k && hits[k - 1].score > ceiling;
             if exhausted || settled {
                 if let Some(last) = hits.get(k.saturating_sub(1)).map(|h| h.score) {
                     let tied_end = hits.partition_point(|h| h.score >= last);
@@ -270,7 +339,7 @@ impl Bm25Index {
     /// The top `k` hits of a free-text query, with their stored fields.
     pub fn search(&self, text: &str, k: usize) -> Result<Vec<ShownHit>> {
         let searcher = self.reader.searcher();
-        let query = self.query(text)?;
+        let query = self.query(&searcher, text)?;
         let (hits, _) = self.ranked(&searcher, &query, k.max(1), &|_| true, u32::MAX)?;
         hits.into_iter()
             .take(k)
@@ -308,7 +377,7 @@ impl Bm25Index {
         k: usize,
         ceiling: f32,
     ) -> Result<(Vec<Hit>, u64)> {
-        let query = self.query(text)?;
+        let query = self.query(searcher, text)?;
         let group = groups[row];
         // Text-corpus rows lie past the captions: they have no group and are no negatives.
         let keep = |doc: u32| groups.get(doc as usize).is_some_and(|&g| g != group);
@@ -345,21 +414,9 @@ impl Bm25Index {
         }
     }
 
-    /// The score of row `row` for `query` (0 when it does not match).
-    fn score_of(&self, searcher: &Searcher, query: &BooleanQuery, row: usize) -> Result<f32> {
-        let addr = self.addresses[row];
-        let segment = searcher.segment_reader(addr.segment_ord);
-        let weight = query
-            .weight(EnableScoring::enabled_from_searcher(searcher))
-            .map_err(|e| search_error(&self.dir, e.to_string()))?;
-        // Seek only forward from a fresh scorer: tantivy requires it.
-        let mut scorer = weight
-            .scorer(segment, 1.0)
-            .map_err(|e| search_error(&self.dir, e.to_string()))?;
-        if scorer.doc() > addr.doc_id || scorer.seek(addr.doc_id) != addr.doc_id {
-            return Ok(0.0);
-        }
-        Ok(scorer.score())
+    /// The exact score of row `row` for `query` (0 when it does not match).
+    fn score_of(&self, searcher: &Searcher, query: &Prepared, row: usize) -> Result<f32> {
+        Ok(self.rescore(searcher, query, &[self.addresses[row]])?[0])
     }
 
     pub fn searcher(&self) -> Searcher {
@@ -426,17 +483,23 @@ mod tests {
     use crate::record::{test_corpus, CorpusText};
     use proptest::prelude::*;
 
-    /// Every matching document with its tantivy score, from an exhaustive search, fully
+    /// Every matching document with its exact score, from an exhaustive search, fully
     /// sorted by the documented rule: the reference for the over-fetching ranker.
     fn brute_force(index: &Bm25Index, text: &str) -> Vec<Hit> {
         let searcher = index.searcher();
-        let query = index.query(text).unwrap();
+        let query = index.query(&searcher, text).unwrap();
         let everything = TopDocs::with_limit(index.len()).order_by_score();
-        let mut all: Vec<Hit> = searcher
-            .search(&query, &everything)
+        let addresses: Vec<DocAddress> = searcher
+            .search(&query.query, &everything)
             .unwrap()
             .into_iter()
-            .map(|(score, addr)| Hit {
+            .map(|(_, addr)| addr)
+            .collect();
+        let scores = index.rescore(&searcher, &query, &addresses).unwrap();
+        let mut all: Vec<Hit> = addresses
+            .iter()
+            .zip(scores)
+            .map(|(&addr, score)| Hit {
                 doc: index.row_of(addr),
                 score,
             })
