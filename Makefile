@@ -10,6 +10,8 @@ SYNTH    := data/synth
 VENV     := .cache/venv
 CMCL     := $(or $(CARGO_TARGET_DIR),target)/debug/cmcl
 BENCH_OUT := .cache/bench
+BROWSER  := .cache/browser
+RUN_DIR   = $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
 
 export CMCL_DATA := $(DATA)
 
@@ -22,7 +24,7 @@ MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa5
 APT_PKGS := apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
 WORDNET  := /usr/share/wordnet
 
-.PHONY: all build augment index train synth models apt-deps test test-deps bench lint clean
+.PHONY: all build augment index train report synth models apt-deps browser-deps test test-deps bench lint clean
 
 all: augment
 
@@ -57,8 +59,8 @@ apt-deps:
 
 augment: build $(SYNTH)/pairs.jsonl models apt-deps
 	$(CMCL) augment --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
-	@$(CMCL) stats $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
-	@echo "shards are in $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE))) (cmcl inspect DIR shows them)"
+	@$(CMCL) stats $(RUN_DIR)
+	@echo "shards are in $(RUN_DIR) (cmcl inspect DIR shows them, cmcl report DIR draws them)"
 
 # A BM25 index of every text (for `cmcl search` and `method = "bm25"`) and the
 # retrieval stage's HNSW indexes (text: MiniLM, image: the pipeline's embedding), built
@@ -74,6 +76,28 @@ train: augment
 	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
 	$(CMCL) eval --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --runs without-hard-negatives --runs cmcl
 
+# A static HTML report of the pipeline's run (summary, plots, a filterable sample).
+report: augment
+	$(CMCL) report $(RUN_DIR)
+	@echo "open $(RUN_DIR)/report/index.html in a browser"
+
+# Debian's Chromium and Playwright (npm, pinned by tools/browser/package-lock.json) for
+# the report's browser test. Where Chromium cannot be installed, the reason goes into
+# $(BROWSER)/unavailable and that test is skipped, saying so.
+$(BROWSER)/node_modules/playwright-core/package.json: tools/browser/package.json tools/browser/package-lock.json
+	mkdir -p $(BROWSER)
+	cp tools/browser/package.json tools/browser/package-lock.json $(BROWSER)/
+	cd $(BROWSER) && npm ci --silent --no-audit --no-fund
+	touch $@
+
+browser-deps: $(BROWSER)/node_modules/playwright-core/package.json
+	@rm -f $(BROWSER)/unavailable
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		|| echo "apt-get install chromium failed" > $(BROWSER)/unavailable; \
+	else echo "Chromium is missing and this is not root: run 'sudo apt-get install chromium'" > $(BROWSER)/unavailable; fi
+	@if [ -f $(BROWSER)/unavailable ]; then echo "WARNING: the report's browser test will be skipped: $$(cat $(BROWSER)/unavailable)" >&2; fi
+
 # Python peers the tests read shards with (pyarrow, polars), in an ignored venv.
 $(VENV)/.test-deps: tools/requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,8 +106,11 @@ $(VENV)/.test-deps: tools/requirements-test.txt
 
 test-deps: $(VENV)/.test-deps
 
-test: test-deps models apt-deps
-	CMCL_REQUIRE_APERTIUM=1 CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python $(CARGO) test
+test: test-deps models apt-deps browser-deps
+	CMCL_REQUIRE_APERTIUM=1 CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python \
+	CMCL_BROWSER_MODULES=$(abspath $(BROWSER))/node_modules \
+	CMCL_REQUIRE_BROWSER=$$([ -f $(BROWSER)/unavailable ] || echo 1) $(CARGO) test
+	@if [ -f $(BROWSER)/unavailable ]; then echo "NOTE: the report's browser test was SKIPPED: $$(cat $(BROWSER)/unavailable)" >&2; fi
 
 $(VENV)/.bench-deps: tools/requirements-bench.txt $(VENV)/.test-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt

@@ -15,6 +15,7 @@ pub mod ngram;
 pub mod npy;
 pub mod random_weights;
 pub mod record;
+pub mod report;
 pub mod retrieval;
 pub mod scene_graph;
 pub mod shard;

@@ -159,6 +159,29 @@ enum Command {
     },
     /// Summarise a run folder's manifest: inputs, rejects, shards, per-stage statistics.
     Stats { dir: PathBuf },
+    /// Write a static HTML report of a run folder, to open in a browser from disk.
+    ///
+    /// index.html: the manifest (ingest, shards, each stage's counts, rejection reasons),
+    /// items per kind over every shard, and a histogram of each kind's scores.
+    /// samples.html: a seeded random sample of pairs with image thumbnails, positives,
+    /// negatives with the changed words marked, and neighbours; filter by kind, score
+    /// range and words. Shards are read one at a time, so any run size fits in memory.
+    Report {
+        /// The run folder (holds manifest.json and the shards).
+        dir: PathBuf,
+        /// Where to write the report [default: DIR/report]. Replaced when complete.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Pairs in the sample page.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Seed of the sample [default: the run's seed].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Hide the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Score the scene-graph parser on gold graphs: FACTUAL-format CSV
     /// (image_id,region_id,caption,scene_graph) or cmcl synth JSONL (pairs.jsonl).
     ///
@@ -383,6 +406,34 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect { path, rows } => print!("{}", cmcl::inspect::inspect(&path, rows)?),
         Command::Stats { dir } => print!("{}", cmcl::inspect::stats(&dir)?),
+        Command::Report {
+            dir,
+            out,
+            samples,
+            seed,
+            no_progress,
+        } => {
+            let options = cmcl::report::ReportOptions {
+                out: out.unwrap_or_else(|| dir.join(cmcl::report::DIR)),
+                samples,
+                seed,
+                progress: !no_progress,
+            };
+            let done = cmcl::report::write(&dir, &options)?;
+            println!(
+                "report of {} pairs ({} sampled, {} thumbnails) in {}",
+                done.pairs,
+                done.sampled,
+                done.thumbnails,
+                options.out.join("index.html").display()
+            );
+            if !done.unreadable_images.is_empty() {
+                println!(
+                    "{} images could not be read; the summary page lists them",
+                    done.unreadable_images.len()
+                );
+            }
+        }
         Command::EvalParser {
             gold,
             predictions,
