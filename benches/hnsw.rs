@@ -21,6 +21,9 @@ use rand::{Rng, SeedableRng};
 
 const EFS: [usize; 8] = [10, 20, 40, 80, 120, 160, 200, 300];
 const K: usize = 10;
+/// Timed passes over the queries per ef; the best counts (bench/hnsw_peer.py: the same),
+/// because this shared machine's speed drifts by 10-20% from second to second.
+const PASSES: usize = 5;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -133,17 +136,27 @@ fn measure(dir: &Path, set: &str, params: HnswParams) -> anyhow::Result<serde_js
         .unwrap_or_default();
     let mut runs = Vec::new();
     for (i, &ef) in EFS.iter().enumerate() {
-        let started = Instant::now();
-        let mut found = 0usize;
-        for q in 0..queries.rows {
-            let hits = index.search(queries.row(q), K, ef, &|_| true)?;
-            let truth = gt.row(q);
-            found += hits
-                .iter()
-                .filter(|h| truth.contains(&(h.id as f32)))
-                .count();
+        // Searches are timed apart from the recall count, best of PASSES passes.
+        let mut seconds = f64::INFINITY;
+        let mut hits = Vec::with_capacity(queries.rows);
+        for _ in 0..PASSES {
+            hits.clear();
+            let started = Instant::now();
+            for q in 0..queries.rows {
+                hits.push(index.search(queries.row(q), K, ef, &|_| true)?);
+            }
+            seconds = seconds.min(started.elapsed().as_secs_f64());
         }
-        let seconds = started.elapsed().as_secs_f64();
+        let found: usize = hits
+            .iter()
+            .enumerate()
+            .map(|(q, hits)| {
+                let truth = gt.row(q);
+                hits.iter()
+                    .filter(|h| truth.contains(&(h.id as f32)))
+                    .count()
+            })
+            .sum();
         let (recall, qps) = (
             found as f64 / (queries.rows * K) as f64,
             queries.rows as f64 / seconds,

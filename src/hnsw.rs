@@ -40,6 +40,8 @@ const VERSION: u32 = 1;
 const EMPTY: u32 = u32::MAX;
 /// The largest `m` (level 0 then has twice as many slots).
 const MAX_M: usize = 64;
+/// Vectors fetched ahead of the distance being computed.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Build parameters (`[index.hnsw]`), hnswlib's names and defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -142,6 +144,28 @@ fn dot_lanes<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
     lanes[0] + tail
 }
 
+/// An empty vector with room for `len` floats, which Linux is asked to back with 2 MiB
+/// pages: searches read vectors at random, and with 4 KiB pages nearly every one of
+/// them also misses the TLB.
+fn huge_vec(len: usize) -> Vec<f32> {
+    let v: Vec<f32> = Vec::with_capacity(len);
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let start = v.as_ptr() as usize;
+        let (from, to) = (
+            start.next_multiple_of(HUGE),
+            (start + len * 4) / HUGE * HUGE,
+        );
+        if to > from {
+            // SAFETY: the range lies inside the allocation just made; the advice changes
+            // how pages are backed, never their contents. Failure only means small pages.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_HUGEPAGE) };
+        }
+    }
+    v
+}
+
 /// `v` scaled to unit length (a zero vector stays zero).
 pub fn normalized(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -153,8 +177,9 @@ pub fn normalized(v: &[f32]) -> Vec<f32> {
 
 /// Per-thread search state: a visited mark per node, reset in O(1) by bumping `epoch`.
 struct Visited {
-    marks: Vec<u32>,
-    epoch: u32,
+    /// Two bytes a node, so that the marks of a large index stay in cache.
+    marks: Vec<u16>,
+    epoch: u16,
 }
 
 impl Visited {
@@ -176,6 +201,14 @@ impl Visited {
         if self.epoch == 0 {
             self.marks.fill(0);
             self.epoch = 1;
+        }
+    }
+
+    /// Starts loading `id`'s mark into cache.
+    #[inline]
+    fn prefetch(&self, id: u32) {
+        if let Some(mark) = self.marks.get(id as usize) {
+            prefetch(std::ptr::from_ref(mark).cast(), 1);
         }
     }
 
@@ -204,28 +237,34 @@ trait Links: Sync {
     /// The unit vectors, `dim` per node.
     fn vectors(&self) -> (&[f32], usize);
 
+    /// Asks the CPU to start loading `node`'s level-0 links into cache.
+    fn prefetch_links(&self, node: u32);
+
     /// Asks the CPU to start loading `node`'s vector into cache.
     #[inline]
     fn prefetch(&self, node: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let (vectors, dim) = self.vectors();
-            if let Some(v) = vectors.get(node as usize * dim..) {
-                // SAFETY: a prefetch only hints the cache; it reads nothing and cannot
-                // fault, and the pointer is inside the slice anyway.
-                unsafe {
-                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                    let p = v.as_ptr().cast::<i8>();
-                    _mm_prefetch::<_MM_HINT_T0>(p);
-                    if dim > 16 {
-                        _mm_prefetch::<_MM_HINT_T0>(p.add(64));
-                    }
-                }
-            }
+        let (vectors, dim) = self.vectors();
+        if let Some(v) = vectors.get(node as usize * dim..) {
+            prefetch(v.as_ptr().cast(), dim * 4);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = node;
     }
+}
+
+/// Asks the CPU to start loading the `bytes` bytes at `p` into cache.
+#[inline(always)]
+fn prefetch(p: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let mut at = 0;
+        while at < bytes {
+            // SAFETY: a prefetch only hints the cache; it reads nothing and cannot fault.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at).cast::<i8>()) };
+            at += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, bytes);
 }
 
 /// A finished index.
@@ -247,6 +286,14 @@ pub struct Hnsw {
 impl Links for Hnsw {
     fn vectors(&self) -> (&[f32], usize) {
         (&self.vectors, self.dim)
+    }
+
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        let slots = self.slots(0);
+        if let Some(links) = self.base.get(node as usize * slots..) {
+            prefetch(links.as_ptr().cast(), slots * 4);
+        }
     }
 
     fn with<R>(&self, node: u32, level: usize, f: impl FnOnce(&[u32]) -> R) -> R {
@@ -281,6 +328,13 @@ struct Building<'a> {
 impl Links for Building<'_> {
     fn vectors(&self) -> (&[f32], usize) {
         (self.vectors, self.dim)
+    }
+
+    #[inline]
+    fn prefetch_links(&self, node: u32) {
+        if let Some(links) = self.base.get(node as usize * self.m0..) {
+            prefetch(links.as_ptr().cast(), self.m0 * 4);
+        }
     }
 
     fn with<R>(&self, node: u32, level: usize, f: impl FnOnce(&[u32]) -> R) -> R {
@@ -335,7 +389,8 @@ impl Hnsw {
                 message: format!("{n} vectors: at most {} fit", EMPTY - 1),
             });
         }
-        let unit: Vec<f32> = vectors.chunks_exact(dim).flat_map(normalized).collect();
+        let mut unit = huge_vec(vectors.len());
+        unit.extend(vectors.chunks_exact(dim).flat_map(normalized));
         let levels = draw_levels(n, params);
         let m0 = 2 * params.m;
         let building = Building {
@@ -547,10 +602,11 @@ impl Hnsw {
                     .ok_or_else(truncated)?,
             )
             .ok_or_else(truncated)?;
-        let vectors = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let mut vectors = huge_vec(n * dim);
+        vectors.extend(
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
         if reader.at != body.len() {
             return Err(corrupt("trailing bytes"));
         }
@@ -671,9 +727,10 @@ impl Building<'_> {
             })
             .collect();
         scored.sort_unstable();
-        // Filling the slots keeps the list full, so pruning seldom strands a node with no
-        // way in.
-        let kept = select(&scored, max, true, &|a, b| {
+        // Pruned links are not kept to fill the slots (the paper's keepPrunedConnections,
+        // off as in hnswlib): full lists made every search step read twice as many vectors
+        // for little recall.
+        let kept = select(&scored, max, &|a, b| {
             cosine_distance(self.vector(a), self.vector(b))
         });
         *list = kept.iter().map(|s| s.id).collect();
@@ -714,7 +771,7 @@ impl Building<'_> {
                 visited,
                 &|_| true,
             );
-            let chosen = select(&found, params.m, false, &|a, b| {
+            let chosen = select(&found, params.m, &|a, b| {
                 cosine_distance(self.vector(a), self.vector(b))
             });
             let max = slots(params.m, l);
@@ -748,7 +805,13 @@ fn greedy(
         let mut moved = false;
         let current = nearest.id;
         links.with(current, level, |ids| {
-            for &id in ids {
+            for &id in ids.iter().take(PREFETCH_AHEAD) {
+                links.prefetch(id);
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                if let Some(&next) = ids.get(i + PREFETCH_AHEAD) {
+                    links.prefetch(next);
+                }
                 let d = distance(id);
                 let candidate = Scored { distance: d, id };
                 if candidate < nearest {
@@ -798,18 +861,27 @@ fn search_level(
         {
             break;
         }
-        // Unvisited neighbours first, their vectors fetched ahead: the distances below
-        // then wait on memory once, not once per neighbour.
+        // Memory, not arithmetic, bounds this loop: the neighbours' marks are fetched
+        // all at once, and each vector a few distances ahead of its use (all at once
+        // would overflow the CPU's queue of outstanding loads).
         neighbours.clear();
         links.with(current.id, level, |ids| {
             for &id in ids {
+                visited.prefetch(id);
+            }
+            for &id in ids {
                 if visited.insert(id) {
-                    links.prefetch(id);
                     neighbours.push(id);
                 }
             }
         });
-        for &id in &neighbours {
+        for &id in neighbours.iter().take(PREFETCH_AHEAD) {
+            links.prefetch(id);
+        }
+        for (i, &id) in neighbours.iter().enumerate() {
+            if let Some(&next) = neighbours.get(i + PREFETCH_AHEAD) {
+                links.prefetch(next);
+            }
             let candidate = Scored {
                 distance: distance(id),
                 id,
@@ -826,22 +898,19 @@ fn search_level(
                 }
             }
         }
+        // The next node to expand: its links are needed first.
+        if let (0, Some(std::cmp::Reverse(next))) = (level, candidates.peek()) {
+            links.prefetch_links(next.id);
+        }
     }
     results.into_sorted_vec()
 }
 
 /// The neighbour-selection heuristic (the paper's algorithm 4): walk the candidates
 /// closest first and keep one only when it is closer to the new node than to every node
-/// already kept, which spreads the links across directions. With `fill`, the closest of
-/// the pruned fill the free slots (the paper's `keepPrunedConnections`).
-fn select(
-    sorted: &[Scored],
-    max: usize,
-    fill: bool,
-    between: &impl Fn(u32, u32) -> f32,
-) -> Vec<Scored> {
+/// already kept, which spreads the links across directions.
+fn select(sorted: &[Scored], max: usize, between: &impl Fn(u32, u32) -> f32) -> Vec<Scored> {
     let mut kept: Vec<Scored> = Vec::with_capacity(max);
-    let mut pruned = Vec::new();
     for &candidate in sorted {
         if kept.len() >= max {
             break;
@@ -851,12 +920,8 @@ fn select(
             .all(|k| between(k.id, candidate.id) > candidate.distance)
         {
             kept.push(candidate);
-        } else if fill {
-            pruned.push(candidate);
         }
     }
-    let free = max - kept.len();
-    kept.extend(pruned.into_iter().take(free));
     kept
 }
 
