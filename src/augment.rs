@@ -15,9 +15,10 @@ use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, write_atomic};
 use crate::ingest::{check_reject_share, ingest, IngestReport};
 use crate::manifest::{self, FileChecksum, IngestSummary, Manifest, ShardEntry};
+use crate::plan::{Part, Plan};
 use crate::record::Corpus;
 use crate::shard::{build_batch, write_ipc, write_parquet, SCHEMA_VERSION};
-use crate::stage::{Augmented, BuildContext, Sequence, Stage, Stats};
+use crate::stage::{Augmented, BuildContext, IndexPolicy, Sequence, Stage, Stats};
 
 /// Runtime knobs: they change how a run goes, never what it writes.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Caches shared between runs (translations).
     pub cache_dir: PathBuf,
+    /// Write only this part of a shard plan (`cmcl plan`), as one of many workers.
+    pub part: Option<Part>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,67 +48,141 @@ pub fn shard_file(index: usize) -> String {
     format!("shard-{index:05}.arrow")
 }
 
-/// Holds an exclusive lock on the output folder for the life of the run.
+/// Locks on the output folder, held for the life of a run. A whole run, a plan or a
+/// merge holds `OUT/.lock` alone; the workers of a plan share it, each also holding its
+/// part's own lock, so two workers never write one part.
 pub struct OutputLock {
-    _file: File,
+    _files: Vec<File>,
 }
 
 impl OutputLock {
     pub fn acquire(dir: &Path) -> Result<OutputLock> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join(".lock");
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(OutputLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
-                &path,
-                std::io::Error::other(
-                    "another cmcl run is writing to this output folder; wait for it to finish",
-                ),
-            )),
-            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+        let file = lock_file(
+            &dir.join(".lock"),
+            false,
+            "another cmcl run is writing to this output folder; wait for it to finish",
+        )?;
+        Ok(OutputLock { _files: vec![file] })
+    }
+
+    pub fn acquire_part(dir: &Path, part: Part) -> Result<OutputLock> {
+        let parts = dir.join(crate::plan::PARTS_DIR);
+        std::fs::create_dir_all(&parts).map_err(|e| Error::io(&parts, e))?;
+        let shared = lock_file(
+            &dir.join(".lock"),
+            true,
+            "a whole run, a plan or a merge is using this output folder; wait for it to finish",
+        )?;
+        let own = lock_file(
+            &parts.join(format!(".lock-{:05}", part.index)),
+            false,
+            "another worker is writing this part; wait for it to finish",
+        )?;
+        Ok(OutputLock {
+            _files: vec![shared, own],
+        })
+    }
+}
+
+fn lock_file(path: &Path, shared: bool, busy: &str) -> Result<File> {
+    let file = File::create(path).map_err(|e| Error::io(path, e))?;
+    let locked = match shared {
+        true => file.try_lock_shared(),
+        false => file.try_lock(),
+    };
+    match locked {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::io(path, std::io::Error::other(busy.to_string())))
         }
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
     }
 }
 
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let out = &opts.out_dir;
-    let _lock = OutputLock::acquire(out)?;
-    let (corpus, report) = ingest(&pipeline.inputs, &pipeline.ingest)?;
-    let rejects_path = out.join(REJECTS_FILE);
-    write_rejects(&rejects_path, &report)?;
-    check_reject_share(&report, &pipeline.ingest, &rejects_path)?;
-
-    let mut manifest = plan(pipeline, &corpus, &report)?;
-    let manifest_path = out.join(manifest::FILE_NAME);
-    let previous = match manifest_path.exists() && !opts.force {
-        true => Manifest::load(&manifest_path)
-            .ok()
-            .filter(|m| m.same_plan(&manifest)),
-        false => None,
+    let _lock = match opts.part {
+        Some(part) => OutputLock::acquire_part(out, part)?,
+        None => OutputLock::acquire(out)?,
     };
-    let reusable: Vec<Option<ShardEntry>> = (0..manifest.num_shards)
+    let (corpus, report) = ingest(&pipeline.inputs, &pipeline.ingest)?;
+    crate::fault::point("ingested");
+    let rejects_path = out.join(REJECTS_FILE);
+    // A worker leaves the rejects to the plan, which wrote them once for all.
+    if opts.part.is_none() {
+        write_rejects(&rejects_path, &report)?;
+    }
+    check_reject_share(&report, &pipeline.ingest, &rejects_path)?;
+    let mut manifest = plan(pipeline, &corpus, &report)?;
+
+    // What this process writes, where it records it, and what it may reuse.
+    let (shards, record, previous) = match opts.part {
+        Some(part) => {
+            let plan = Plan::load(out)?;
+            plan.check(&manifest, out)?;
+            if plan.parts != part.count {
+                return Err(Error::Manifest {
+                    path: out.join(crate::plan::PLAN_FILE),
+                    message: format!(
+                        "the plan has {} parts, not {}: use --num-shards {}",
+                        plan.parts, part.count, plan.parts
+                    ),
+                });
+            }
+            let previous = match opts.force {
+                true => Vec::new(),
+                false => crate::plan::load_record(out, part)?,
+            };
+            (
+                part.shards(manifest.num_shards),
+                Record::Part(part),
+                previous,
+            )
+        }
+        None => {
+            let manifest_path = out.join(manifest::FILE_NAME);
+            let previous = match manifest_path.exists() && !opts.force {
+                true => Manifest::load(&manifest_path)
+                    .ok()
+                    .filter(|m| m.same_plan(&manifest))
+                    .map(|m| m.shards)
+                    .unwrap_or_default(),
+                false => Vec::new(),
+            };
+            (
+                0..manifest.num_shards,
+                Record::Manifest(manifest_path),
+                previous,
+            )
+        }
+    };
+    let reusable: Vec<Option<ShardEntry>> = shards
+        .clone()
         .map(|i| {
             previous
-                .as_ref()
-                .and_then(|m| m.shards.iter().find(|s| s.index == i))
+                .iter()
+                .find(|s| s.index == i)
                 .filter(|s| s.first_row == i * manifest.rows_per_shard && s.verify(out))
                 .cloned()
         })
         .collect();
-    remove_stale_files(out, manifest.num_shards)?;
+    remove_stale_files(out, &shards, opts.part.is_none())?;
 
     let reused = reusable.iter().flatten().count();
     manifest.shards = reusable.iter().flatten().cloned().collect();
-    manifest.recompute_totals();
-    manifest.save(&manifest_path)?;
+    record.save(out, &mut manifest)?;
 
-    let bar = progress_bar(opts.progress, corpus.pairs.len() as u64, "pairs");
+    let (per, total) = (manifest.rows_per_shard, corpus.pairs.len());
+    let rows_of = |range: &std::ops::Range<usize>| {
+        (range.end * per).min(total) - (range.start * per).min(total)
+    };
+    let bar = progress_bar(opts.progress, rows_of(&shards) as u64, "pairs");
     bar.inc(manifest.shards.iter().map(|s| s.rows as u64).sum());
     // Corpus-wide stage state is built only when some shard needs writing.
     let mut stages: Option<Sequence> = None;
     let mut written = 0;
-    for (index, entry) in reusable.iter().enumerate() {
+    for (index, entry) in shards.clone().zip(&reusable) {
         if entry.is_some() {
             continue;
         }
@@ -118,27 +195,82 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                     seed: pipeline.seed,
                     out_dir: out,
                     progress: opts.progress,
+                    // A worker must see the plan's indexes, never build its own.
+                    indexes: match opts.part {
+                        Some(_) => IndexPolicy::ReuseOnly,
+                        None => IndexPolicy::Build,
+                    },
                 };
-                stages.insert(Sequence::build(&pipeline.stages, &corpus, &context)?)
+                let built = stages.insert(Sequence::build(&pipeline.stages, &corpus, &context)?);
+                crate::fault::point("stages_built");
+                built
             }
         };
         bar.set_message(shard_file(index));
         let entry = write_shard(pipeline, &corpus, stages, index, out)?;
+        crate::fault::point("shard_done");
         bar.inc(entry.rows as u64);
         manifest.shards.push(entry);
         manifest.shards.sort_by_key(|s| s.index);
-        manifest.recompute_totals();
-        manifest.save(&manifest_path)?;
+        record.save(out, &mut manifest)?;
         written += 1;
     }
     bar.finish_and_clear();
     Ok(RunSummary {
-        manifest: manifest_path,
+        manifest: record.path(out),
         shards_written: written,
         shards_reused: reused,
-        rows: corpus.pairs.len(),
+        rows: rows_of(&shards),
         rejected: report.rejects.len(),
     })
+}
+
+/// Where a run records the shards it has written.
+enum Record {
+    /// The run's manifest: a whole run.
+    Manifest(PathBuf),
+    /// The part's record under `OUT/parts`: a worker (`cmcl merge` joins them).
+    Part(Part),
+}
+
+impl Record {
+    fn save(&self, out: &Path, manifest: &mut Manifest) -> Result<()> {
+        match self {
+            Record::Manifest(path) => {
+                manifest.recompute_totals();
+                manifest.save(path)
+            }
+            Record::Part(part) => crate::plan::save_record(out, *part, &manifest.shards),
+        }
+    }
+
+    fn path(&self, out: &Path) -> PathBuf {
+        match self {
+            Record::Manifest(path) => path.clone(),
+            Record::Part(part) => part.record_path(out),
+        }
+    }
+}
+
+/// `cmcl plan`: ingests, writes the rejects and `OUT/plan.json` for `parts` workers, and
+/// builds every index the stages read.
+pub fn plan_run(pipeline: &Pipeline, out: &Path, parts: usize, progress: bool) -> Result<Plan> {
+    let _lock = OutputLock::acquire(out)?;
+    if parts == 0 {
+        return Err(Error::Config {
+            path: PathBuf::from("--num-shards"),
+            message: "a plan needs at least one part".into(),
+        });
+    }
+    let (corpus, report) = ingest(&pipeline.inputs, &pipeline.ingest)?;
+    let rejects_path = out.join(REJECTS_FILE);
+    write_rejects(&rejects_path, &report)?;
+    check_reject_share(&report, &pipeline.ingest, &rejects_path)?;
+    let manifest = plan(pipeline, &corpus, &report)?;
+    crate::plan::build_indexes(pipeline, &corpus, out, progress)?;
+    let plan = Plan { parts, manifest };
+    plan.save(out)?;
+    Ok(plan)
 }
 
 /// A progress bar counting `unit` (hidden when not `enabled`).
@@ -251,18 +383,26 @@ fn write_rejects(path: &Path, report: &IngestReport) -> Result<()> {
     })
 }
 
-/// Removes temp files of killed runs and shards beyond the current plan.
-fn remove_stale_files(out: &Path, num_shards: usize) -> Result<()> {
+/// Removes temp files that killed runs left of `shards`, and with `beyond`, shards past
+/// the end of the plan. A worker touches only its own shards: the others' temp files
+/// may belong to workers still running.
+fn remove_stale_files(out: &Path, shards: &std::ops::Range<usize>, beyond: bool) -> Result<()> {
     let entries = std::fs::read_dir(out).map_err(|e| Error::io(out, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(out, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stale_temp = name.starts_with('.') && name.contains(".tmp-");
+        let temp = name.starts_with('.') && name.contains(".tmp-");
         let shard_index = name
+            .trim_start_matches('.')
             .strip_prefix("shard-")
             .and_then(|rest| rest.split('.').next())
             .and_then(|n| n.parse::<usize>().ok());
-        if stale_temp || shard_index.is_some_and(|i| i >= num_shards) {
+        let stale = match shard_index {
+            Some(i) if temp => shards.contains(&i),
+            Some(i) => beyond && i >= shards.end,
+            None => temp && beyond,
+        };
+        if stale {
             let path = entry.path();
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }

@@ -117,6 +117,7 @@ impl Bm25Index {
         index_dir: &Path,
         corpus: &Corpus,
         progress: bool,
+        policy: crate::stage::IndexPolicy,
     ) -> Result<(Bm25Index, Option<Bm25Record>)> {
         let dir = index_dir.join(DIR);
         let inputs = inputs_sha256(corpus);
@@ -128,6 +129,10 @@ impl Bm25Index {
                 }
             }
         }
+        if policy == crate::stage::IndexPolicy::ReuseOnly {
+            return Err(crate::retrieval::index::not_prebuilt(index_dir, DIR));
+        }
+        crate::fsutil::remove_temp_files(index_dir)?;
         let started = Instant::now();
         std::fs::create_dir_all(index_dir).map_err(|e| Error::io(index_dir, e))?;
         let staging = crate::fsutil::temp_path(&dir);
@@ -481,6 +486,7 @@ fn search_error(path: &Path, message: String) -> Error {
 mod tests {
     use super::*;
     use crate::record::{test_corpus, CorpusText};
+    use crate::stage::IndexPolicy;
     use proptest::prelude::*;
 
     /// Every matching document with its exact score, from an exhaustive search, fully
@@ -546,7 +552,7 @@ mod tests {
             let images: Vec<u32> = (0..captions.len() as u32).map(|i| (i * 7 + seed) % 5).collect();
             let corpus = corpus(&captions, &images, &others);
             let dir = tempfile::tempdir().unwrap();
-            let (index, built) = Bm25Index::build_or_open(dir.path(), &corpus, false).unwrap();
+            let (index, built) = Bm25Index::build_or_open(dir.path(), &corpus, false, IndexPolicy::Build).unwrap();
             prop_assert!(built.is_some());
             prop_assert_eq!(index.len(), captions.len() + others.len());
             let groups = corpus.image_groups();
@@ -587,16 +593,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let captions = ["a dog on grass".to_string(), "a red ball".to_string()];
         let first = corpus(&captions, &[0, 1], &[]);
-        assert!(Bm25Index::build_or_open(dir.path(), &first, false)
-            .unwrap()
-            .1
-            .is_some());
-        assert!(Bm25Index::build_or_open(dir.path(), &first, false)
-            .unwrap()
-            .1
-            .is_none());
+        assert!(
+            Bm25Index::build_or_open(dir.path(), &first, false, IndexPolicy::Build)
+                .unwrap()
+                .1
+                .is_some()
+        );
+        assert!(
+            Bm25Index::build_or_open(dir.path(), &first, false, IndexPolicy::Build)
+                .unwrap()
+                .1
+                .is_none()
+        );
         let changed = corpus(&captions, &[0, 1], &["a cat".to_string()]);
-        let (index, built) = Bm25Index::build_or_open(dir.path(), &changed, false).unwrap();
+        let (index, built) =
+            Bm25Index::build_or_open(dir.path(), &changed, false, IndexPolicy::Build).unwrap();
         assert_eq!(built.map(|r| r.count), Some(3));
         let hit = &index.search("cat", 1).unwrap()[0];
         assert_eq!((hit.source.as_str(), hit.id.as_str()), ("text", "t0"));

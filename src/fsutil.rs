@@ -19,6 +19,29 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Removes what killed writers left in `dir`: temp files and folders (see [`temp_path`]).
+/// Only for a caller that holds the folder's lock, since a live writer's look the same.
+pub fn remove_temp_files(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let path = entry.path();
+            let removed = match path.is_dir() {
+                true => fs::remove_dir_all(&path),
+                false => fs::remove_file(&path),
+            };
+            removed.map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates `path` atomically from whatever `fill` writes.
 pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
 where
@@ -36,7 +59,10 @@ where
             .into_inner()
             .map_err(|e| Error::io(&tmp, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::fault::point("temp_written");
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        crate::fault::point("renamed");
+        Ok(())
     })();
     if result.is_err() {
         // Leave nothing behind that a later run could mistake for output.

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use cmcl::augment::{self, RunOptions};
 use cmcl::config::Pipeline;
+use cmcl::stage::IndexPolicy;
 use cmcl::synth::{self, SynthConfig};
 
 #[derive(Parser)]
@@ -90,6 +91,32 @@ enum Command {
         /// Folder for caches shared between runs, such as translations.
         #[arg(long, default_value = ".cache/cmcl")]
         cache_dir: PathBuf,
+        /// Run as worker I of a shard plan (`cmcl plan`): write only part I's shards.
+        /// Defaults to SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX when --num-shards is set.
+        #[arg(long, value_name = "I", requires = "num_shards")]
+        shard_index: Option<usize>,
+        /// The number of parts of the shard plan (as given to `cmcl plan`).
+        #[arg(long, value_name = "N")]
+        num_shards: Option<usize>,
+    },
+    /// Plan a run as N worker processes (a Slurm array, a Kubernetes Indexed Job, GNU
+    /// parallel): ingest once, write OUT/plan.json and the rejects, and build every index
+    /// the stages read, so that no worker builds one. Then run `cmcl augment
+    /// --shard-index I --num-shards N` for each I (in any order, anywhere that sees OUT),
+    /// and `cmcl merge`. N workers write the same bytes as one process.
+    Plan {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The number of workers (parts).
+        #[arg(long, value_name = "N")]
+        num_shards: usize,
+    },
+    /// Join the parts of a shard plan into OUT/manifest.json, after checking that every
+    /// shard is present and matches the checksum its worker recorded. Names the parts
+    /// to rerun otherwise.
+    Merge {
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Build a pipeline's indexes under OUT/index ahead of `augment`, which reuses them:
     /// a BM25 index of every text (tantivy; `cmcl search` and `method = "bm25"` use it)
@@ -212,6 +239,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A write past the file-size limit (ulimit -f) then fails with an error naming the
+    // file, instead of the signal killing the process.
+    #[cfg(unix)]
+    // SAFETY: setting a signal to be ignored, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     match Cli::parse().command {
         Command::Synth {
             out,
@@ -250,14 +284,20 @@ fn main() -> anyhow::Result<()> {
             run,
             force,
             cache_dir,
+            shard_index,
+            num_shards,
         } => {
             let (p, out_dir) = run.start()?;
             let pipeline = &run.pipeline;
+            let part = num_shards
+                .map(|count| cmcl::plan::Part::new(shard_index, count))
+                .transpose()?;
             let options = RunOptions {
                 out_dir: out_dir.clone(),
                 force,
                 progress: !run.no_progress,
                 cache_dir,
+                part,
             };
             let summary = augment::run(&p, &options)
                 .with_context(|| format!("pipeline {}", pipeline.display()))?;
@@ -271,6 +311,46 @@ fn main() -> anyhow::Result<()> {
                 summary.manifest.display()
             );
         }
+        Command::Plan { run, num_shards } => {
+            let (p, out_dir) = run.start()?;
+            let plan = augment::plan_run(&p, &out_dir, num_shards, !run.no_progress)
+                .with_context(|| format!("pipeline {}", run.pipeline.display()))?;
+            let shards = plan.manifest.num_shards;
+            for index in 0..plan.parts {
+                let part = cmcl::plan::Part {
+                    index,
+                    count: plan.parts,
+                };
+                let range = part.shards(shards);
+                println!(
+                    "part {index}: shards {}..{} ({} shards)",
+                    range.start,
+                    range.end,
+                    range.len()
+                );
+            }
+            eprintln!(
+                "{} pairs in {shards} shards for {} workers; plan in {}. Next, for each I: \
+                 cmcl augment --pipeline {} --out {} --shard-index I --num-shards {}; then cmcl merge",
+                plan.manifest.total_rows,
+                plan.parts,
+                out_dir.join(cmcl::plan::PLAN_FILE).display(),
+                run.pipeline.display(),
+                out_dir.display(),
+                plan.parts
+            );
+        }
+        Command::Merge { run } => {
+            let (_, out_dir) = run.start()?;
+            let _lock = augment::OutputLock::acquire(&out_dir)?;
+            let manifest = cmcl::plan::merge(&out_dir)?;
+            eprintln!(
+                "{} shards, {} pairs: merged into {}",
+                manifest.shards.len(),
+                manifest.total_rows,
+                out_dir.join(cmcl::manifest::FILE_NAME).display()
+            );
+        }
         Command::Index { run } => {
             let (p, out_dir) = run.start()?;
             let retrieval = p.stages.iter().find_map(|s| match s {
@@ -280,8 +360,12 @@ fn main() -> anyhow::Result<()> {
             let (corpus, _) = cmcl::ingest::ingest(&p.inputs, &p.ingest)?;
             let dir = cmcl::retrieval::index::index_dir(&out_dir);
             let _lock = augment::OutputLock::acquire(&out_dir)?;
-            let (bm25, built) =
-                cmcl::bm25::Bm25Index::build_or_open(&dir, &corpus, !run.no_progress)?;
+            let (bm25, built) = cmcl::bm25::Bm25Index::build_or_open(
+                &dir,
+                &corpus,
+                !run.no_progress,
+                IndexPolicy::Build,
+            )?;
             match built {
                 Some(r) => eprintln!(
                     "bm25 index: {} texts, built in {:.1} s",
@@ -296,8 +380,13 @@ fn main() -> anyhow::Result<()> {
                 );
                 return Ok(());
             };
-            let indexes =
-                cmcl::retrieval::index::build_or_open(config, &corpus, &dir, !run.no_progress)?;
+            let indexes = cmcl::retrieval::index::build_or_open(
+                config,
+                &corpus,
+                &dir,
+                !run.no_progress,
+                IndexPolicy::Build,
+            )?;
             for (name, record) in [
                 ("text", &indexes.manifest.text),
                 ("image", &indexes.manifest.image),

@@ -105,6 +105,18 @@ pub struct BuildContext<'a> {
     pub out_dir: &'a Path,
     /// Show progress bars for long set-up work (index builds).
     pub progress: bool,
+    /// Whether a missing or stale index may be built.
+    pub indexes: IndexPolicy,
+}
+
+/// Whether a stage may build the run's indexes when they are missing or stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexPolicy {
+    /// Build what is missing: a whole run, `cmcl index`, `cmcl plan`.
+    Build,
+    /// Reuse only: a worker of a shard plan must see the indexes `cmcl plan` built, as
+    /// every other worker does (a parallel build is not byte-reproducible).
+    ReuseOnly,
 }
 
 impl Sequence {
@@ -113,36 +125,34 @@ impl Sequence {
         corpus: &Corpus,
         context: &BuildContext,
     ) -> Result<Sequence> {
-        let stages = configs
-            .iter()
-            .map(|config| -> Result<Box<dyn Stage>> {
-                Ok(match config {
-                    StageConfig::Tfidf(c) => {
-                        Box::new(crate::tfidf::TfidfStage::build(c.clone(), corpus, context)?)
-                    }
-                    StageConfig::Backtranslate(c) => {
-                        Box::new(crate::backtranslate::BacktranslateStage::build(
-                            c.clone(),
-                            context.cache_dir,
-                        )?)
-                    }
-                    StageConfig::SceneGraph(c) => {
-                        Box::new(crate::scene_graph::negatives::SceneGraphStage::build(
-                            c.clone(),
-                            corpus,
-                            context.seed,
-                            context.cache_dir,
-                        )?)
-                    }
-                    StageConfig::Retrieval(c) => Box::new(crate::retrieval::RetrievalStage::build(
-                        c.clone(),
-                        corpus,
-                        context.out_dir,
-                        context.progress,
-                    )?),
+        let stages =
+            configs
+                .iter()
+                .map(|config| -> Result<Box<dyn Stage>> {
+                    Ok(match config {
+                        StageConfig::Tfidf(c) => {
+                            Box::new(crate::tfidf::TfidfStage::build(c.clone(), corpus, context)?)
+                        }
+                        StageConfig::Backtranslate(c) => {
+                            Box::new(crate::backtranslate::BacktranslateStage::build(
+                                c.clone(),
+                                context.cache_dir,
+                            )?)
+                        }
+                        StageConfig::SceneGraph(c) => {
+                            Box::new(crate::scene_graph::negatives::SceneGraphStage::build(
+                                c.clone(),
+                                corpus,
+                                context.seed,
+                                context.cache_dir,
+                            )?)
+                        }
+                        StageConfig::Retrieval(c) => Box::new(
+                            crate::retrieval::RetrievalStage::build(c.clone(), corpus, context)?,
+                        ),
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
+                .collect::<Result<_>>()?;
         Ok(Sequence { stages })
     }
 }
@@ -160,6 +170,7 @@ impl Stage for Sequence {
         stats: &mut Stats,
     ) -> Result<()> {
         for stage in &self.stages {
+            crate::fault::stage(stage.name());
             let started = Instant::now();
             stage.augment(corpus, rows.clone(), out, stats)?;
             stats.entry(stage.name().to_string()).or_default().seconds +=

@@ -479,8 +479,12 @@ impl TfidfStage {
             }
             Method::Bm25 => {
                 let index_dir = crate::retrieval::index::index_dir(context.out_dir);
-                let (index, _) =
-                    crate::bm25::Bm25Index::build_or_open(&index_dir, corpus, context.progress)?;
+                let (index, _) = crate::bm25::Bm25Index::build_or_open(
+                    &index_dir,
+                    corpus,
+                    context.progress,
+                    context.indexes,
+                )?;
                 Miner::Bm25(index)
             }
         };

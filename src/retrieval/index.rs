@@ -20,6 +20,7 @@ use super::RetrievalConfig;
 use crate::error::{Error, Result};
 use crate::hnsw::{Hnsw, HnswParams};
 use crate::record::Corpus;
+use crate::stage::IndexPolicy;
 use crate::text_encoder::TextEncoder;
 
 pub const MANIFEST: &str = "manifest.json";
@@ -159,13 +160,18 @@ pub struct Indexes {
     pub built: Vec<&'static str>,
 }
 
-/// Loads the indexes under `dir`, building whichever is missing or stale.
+/// Loads the indexes under `dir`, building whichever is missing or stale (an error
+/// instead under [`IndexPolicy::ReuseOnly`]).
 pub fn build_or_open(
     config: &RetrievalConfig,
     corpus: &Corpus,
     dir: &Path,
     progress: bool,
+    policy: IndexPolicy,
 ) -> Result<Indexes> {
+    if policy == IndexPolicy::Build {
+        crate::fsutil::remove_temp_files(dir)?;
+    }
     let entries = Entries::of(corpus);
     let mut manifest = IndexManifest::load(dir);
     let mut built = Vec::new();
@@ -180,6 +186,7 @@ pub fn build_or_open(
     });
     let text = match reuse(dir, manifest.text.as_ref(), &text_sum) {
         Some(index) => index,
+        None if policy == IndexPolicy::ReuseOnly => return Err(not_prebuilt(dir, TEXT_FILE)),
         None => {
             let started = std::time::Instant::now();
             let texts: Vec<&str> = (0..entries.texts.len() as u32)
@@ -223,6 +230,7 @@ pub fn build_or_open(
     });
     let image = match reuse(dir, manifest.image.as_ref(), &image_sum) {
         Some(index) => index,
+        None if policy == IndexPolicy::ReuseOnly => return Err(not_prebuilt(dir, IMAGE_FILE)),
         None => {
             let started = std::time::Instant::now();
             let (vectors, dim) = embed_images(&entries, corpus, embedder.as_ref(), progress)?;
@@ -272,6 +280,17 @@ fn inputs_sha256(
 
 /// The index in `dir` when the manifest says it was built from these inputs and the
 /// file is intact.
+/// The error of a worker that finds an index missing or stale.
+pub fn not_prebuilt(dir: &Path, file: &str) -> Error {
+    Error::Index {
+        message: format!(
+            "{} is missing or was built from other inputs; a worker of a shard plan only \
+             reuses indexes: run `cmcl plan` again",
+            dir.join(file).display()
+        ),
+    }
+}
+
 fn reuse(dir: &Path, record: Option<&IndexRecord>, inputs: &str) -> Option<Hnsw> {
     let record = record.filter(|r| r.inputs_sha256 == inputs)?;
     let path = dir.join(&record.file);

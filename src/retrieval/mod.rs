@@ -10,7 +10,7 @@ pub mod index;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -128,14 +128,20 @@ pub struct RetrievalStage {
 }
 
 impl RetrievalStage {
-    /// Opens the run's indexes under `<out_dir>/index`, building what is missing.
+    /// Opens the run's indexes under `<out_dir>/index`, building what is missing when
+    /// the context allows it.
     pub fn build(
         config: RetrievalConfig,
         corpus: &Corpus,
-        out_dir: &Path,
-        progress: bool,
+        context: &crate::stage::BuildContext,
     ) -> Result<RetrievalStage> {
-        let indexes = index::build_or_open(&config, corpus, &index::index_dir(out_dir), progress)?;
+        let indexes = index::build_or_open(
+            &config,
+            corpus,
+            &index::index_dir(context.out_dir),
+            context.progress,
+            context.indexes,
+        )?;
         let text_keys = crate::record::dense_ids(
             (0..indexes.entries.texts.len() as u32)
                 .map(|n| crate::backtranslate::filter::normalize(indexes.entries.text(corpus, n))),

@@ -1,0 +1,189 @@
+//! A pipeline run as a shard plan: `cmcl plan`, 4 worker processes at once, `cmcl
+//! merge`, against one process; plus the checks that keep workers honest (plan
+//! mismatch, a part already being written, a part missing at merge time).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+/// Every stage over 16 synthetic images, 8 shards. The index build is reproducible, so
+/// the one-process run builds the same index bytes as `cmcl plan`.
+fn pipeline(dir: &Path) -> PathBuf {
+    synth(dir, 16);
+    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    let stages = format!(
+        "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
+         encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
+         [[stages]]\ntype = \"tfidf\"\nk = 2\n\
+         [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
+         [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
+         reproducible = true\nimage_embeddings = {{ source = \"descriptor\", grid = 2, size = 32 }}\n",
+        m = minilm.display()
+    );
+    synth_pipeline_with(dir, &stages, 8, "")
+}
+
+fn worker(pipeline: &Path, out: &Path, cache: &Path, index: usize) -> Command {
+    let mut command = cmcl();
+    command.args([
+        "augment",
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--no-progress",
+        "--num-shards",
+        "4",
+    ]);
+    // Workers take their index from the scheduler's variable, as under Slurm.
+    command.env("SLURM_ARRAY_TASK_ID", index.to_string());
+    command
+}
+
+fn plan(pipeline: &Path, out: &Path) -> Output {
+    run_pipeline("plan", pipeline, out, &["--num-shards", "4"])
+}
+
+fn merge(pipeline: &Path, out: &Path) -> Output {
+    cmcl()
+        .args(["merge", "--pipeline", pipeline.to_str().unwrap()])
+        .args(["--out", out.to_str().unwrap(), "--no-progress"])
+        .output()
+        .unwrap()
+}
+
+/// What must agree between two runs: every shard's identity and checksum, and what the
+/// stages produced (their timings differ).
+fn outcome(out: &Path) -> serde_json::Value {
+    let m = manifest(out);
+    let shards: Vec<serde_json::Value> = m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            serde_json::json!([
+                s["index"],
+                s["file"],
+                s["first_row"],
+                s["rows"],
+                s["sha256"]
+            ])
+        })
+        .collect();
+    let produced: serde_json::Map<String, serde_json::Value> = m["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["produced"].clone()))
+        .collect();
+    serde_json::json!({ "shards": shards, "produced": produced, "complete": m["complete"] })
+}
+
+#[test]
+fn four_workers_and_a_merge_write_the_bytes_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let cache = dir.path().join("cache");
+
+    let single = dir.path().join("single");
+    let output = run_pipeline(
+        "augment",
+        &pipeline,
+        &single,
+        &["--cache-dir", cache.to_str().unwrap()],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let out = dir.path().join("workers");
+    let planned = plan(&pipeline, &out);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    assert!(
+        stdout(&planned).contains("part 3: shards"),
+        "{}",
+        stdout(&planned)
+    );
+    assert!(out.join("plan.json").is_file());
+    assert!(out.join("index/text.hnsw").is_file());
+
+    // All four at once, sharing the output folder and the translation cache.
+    let workers: Vec<_> = (0..4)
+        .map(|i| worker(&pipeline, &out, &cache, i).spawn().unwrap())
+        .collect();
+    for (i, w) in workers.into_iter().enumerate() {
+        let output = w.wait_with_output().unwrap();
+        assert!(output.status.success(), "worker {i}: {}", stderr(&output));
+    }
+    assert!(
+        !out.join("manifest.json").exists(),
+        "workers never write the manifest"
+    );
+    let merged = merge(&pipeline, &out);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+
+    assert_eq!(outcome(&out), outcome(&single));
+    assert_eq!(shard_bytes(&out), shard_bytes(&single));
+    assert_eq!(
+        std::fs::read(out.join("rejects.jsonl")).unwrap(),
+        std::fs::read(single.join("rejects.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn workers_refuse_a_stale_plan_a_busy_part_and_merge_names_missing_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 8);
+    let pipeline = synth_pipeline(dir.path(), 4, "");
+    let out = dir.path().join("out");
+    let cache = dir.path().join("cache");
+
+    // No plan yet.
+    let output = worker(&pipeline, &out, &cache, 0).output().unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("cmcl plan"), "{}", stderr(&output));
+
+    assert!(plan(&pipeline, &out).status.success());
+    // Another worker holds part 1.
+    let lock_path = out.join("parts/.lock-00001");
+    let held = std::fs::File::create(&lock_path).unwrap();
+    held.try_lock().unwrap();
+    let output = worker(&pipeline, &out, &cache, 1).output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("another worker is writing this part"),
+        "{}",
+        stderr(&output)
+    );
+    drop(held);
+
+    // Parts 0 and 1 only: merge names the shards of parts 2 and 3.
+    for i in 0..2 {
+        let output = worker(&pipeline, &out, &cache, i).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let output = merge(&pipeline, &out);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("(part 2)") && message.contains("(part 3)"),
+        "{message}"
+    );
+    assert!(!message.contains("(part 0)"), "{message}");
+
+    // A worker of a pipeline changed since the plan refuses to run.
+    let changed = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("k = 4", "k = 3");
+    std::fs::write(&pipeline, changed).unwrap();
+    let output = worker(&pipeline, &out, &cache, 2).output().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("differ from the plan"),
+        "{}",
+        stderr(&output)
+    );
+}
