@@ -168,6 +168,9 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         })
         .collect();
     remove_stale_files(out, &shards, opts.part.is_none())?;
+    if let Some(part) = opts.part {
+        crate::plan::remove_record_temps(out, part)?;
+    }
 
     let reused = reusable.iter().flatten().count();
     manifest.shards = reusable.iter().flatten().cloned().collect();

@@ -114,13 +114,27 @@ unsafe fn dot_avx2_fma(a: &[f32], b: &[f32]) -> f32 {
     dot_lanes::<true>(a, b)
 }
 
-/// The dot product in 16 independent lanes (two 256-bit registers, so two addition
-/// chains run at once); `FUSED` uses `mul_add`, which is one instruction only where FMA
-/// is enabled.
+/// The dot product in 32 independent lanes (four 256-bit registers, so four addition
+/// chains run at once), then 16 for a remainder of 16 or more; `FUSED` uses `mul_add`,
+/// which is one instruction only where FMA is enabled.
 #[inline(always)]
 fn dot_lanes<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 16];
-    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    #[inline(always)]
+    fn accumulate<const FUSED: bool, const N: usize>(lanes: &mut [f32; 32], x: &[f32], y: &[f32]) {
+        for i in 0..N {
+            lanes[i] = match FUSED {
+                true => x[i].mul_add(y[i], lanes[i]),
+                false => lanes[i] + x[i] * y[i],
+            };
+        }
+    }
+    let mut lanes = [0f32; 32];
+    let (a32, b32) = (a.chunks_exact(32), b.chunks_exact(32));
+    let (rest_a, rest_b) = (a32.remainder(), b32.remainder());
+    for (x, y) in a32.zip(b32) {
+        accumulate::<FUSED, 32>(&mut lanes, x, y);
+    }
+    let (a16, b16) = (rest_a.chunks_exact(16), rest_b.chunks_exact(16));
     let tail: f32 = a16
         .remainder()
         .iter()
@@ -128,15 +142,10 @@ fn dot_lanes<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in a16.zip(b16) {
-        for i in 0..16 {
-            lanes[i] = match FUSED {
-                true => x[i].mul_add(y[i], lanes[i]),
-                false => lanes[i] + x[i] * y[i],
-            };
-        }
+        accumulate::<FUSED, 16>(&mut lanes, x, y);
     }
-    // A tree, not a chain: 4 dependent additions instead of 16.
-    for width in [8, 4, 2, 1] {
+    // A tree, not a chain: 5 dependent additions instead of 32.
+    for width in [16, 8, 4, 2, 1] {
         for i in 0..width {
             lanes[i] += lanes[i + width];
         }

@@ -99,11 +99,12 @@ enum Command {
         #[arg(long, value_name = "N")]
         num_shards: Option<usize>,
     },
-    /// Plan a run as N worker processes (a Slurm array, a Kubernetes Indexed Job, GNU
-    /// parallel): ingest once, write OUT/plan.json and the rejects, and build every index
-    /// the stages read, so that no worker builds one. Then run `cmcl augment
-    /// --shard-index I --num-shards N` for each I (in any order, anywhere that sees OUT),
-    /// and `cmcl merge`. N workers write the same bytes as one process.
+    /// Plan a run as N worker processes (a Slurm array, a Kubernetes Indexed Job, ...).
+    ///
+    /// Ingests once, writes OUT/plan.json and the rejects, and builds every index the
+    /// stages read, so that no worker builds one. Then run `cmcl augment --shard-index I
+    /// --num-shards N` for each I (in any order, anywhere that sees OUT), and `cmcl
+    /// merge`. N workers write the same bytes as one process. Templates: deploy/.
     Plan {
         #[command(flatten)]
         run: RunArgs,
@@ -111,15 +112,17 @@ enum Command {
         #[arg(long, value_name = "N")]
         num_shards: usize,
     },
-    /// Join the parts of a shard plan into OUT/manifest.json, after checking that every
-    /// shard is present and matches the checksum its worker recorded. Names the parts
-    /// to rerun otherwise.
+    /// Join the parts of a shard plan into OUT/manifest.json.
+    ///
+    /// Checks that every shard is present and matches the checksum its worker recorded;
+    /// otherwise names each missing or changed shard and the part to rerun.
     Merge {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Build a pipeline's indexes under OUT/index ahead of `augment`, which reuses them:
-    /// a BM25 index of every text (tantivy; `cmcl search` and `method = "bm25"` use it)
+    /// Build a pipeline's indexes under OUT/index ahead of `augment`, which reuses them.
+    ///
+    /// Builds a BM25 index of every text (tantivy; `cmcl search` and `method = "bm25"` use it)
     /// and, with a `retrieval` stage, text and image HNSW indexes. Unchanged inputs:
     /// nothing to do. Prints what was built and how much the image neighbours' object
     /// labels overlap, against random pairs.

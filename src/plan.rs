@@ -145,6 +145,20 @@ pub fn load_record(out: &Path, part: Part) -> Result<Vec<ShardEntry>> {
     }
 }
 
+/// Removes temp copies of part `part`'s record that a killed worker left.
+pub fn remove_record_temps(out: &Path, part: Part) -> Result<()> {
+    let dir = out.join(PARTS_DIR);
+    let prefix = format!(".part-{:05}.json.tmp-", part.index);
+    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn save_record(out: &Path, part: Part, shards: &[ShardEntry]) -> Result<()> {
     let path = part.record_path(out);
     let dir = out.join(PARTS_DIR);

@@ -50,7 +50,7 @@ fn succeed(mut command: Command) -> Output {
 /// Files a killed run may have left half-written, by name.
 fn temp_files(out: &Path) -> Vec<String> {
     let mut found = Vec::new();
-    for dir in [out.to_path_buf(), out.join("index")] {
+    for dir in [out.to_path_buf(), out.join("index"), out.join("parts")] {
         for entry in std::fs::read_dir(dir).into_iter().flatten() {
             let name = entry.unwrap().file_name().to_string_lossy().into_owned();
             if name.contains(".tmp-") {
@@ -117,6 +117,71 @@ fn kill_and_resume(chosen: std::ops::Range<usize>) {
             "{point}: resumed shards differ"
         );
         assert_eq!(manifest(&out)["complete"], true, "{point}");
+        assert_eq!(
+            temp_files(&out),
+            Vec::<String>::new(),
+            "{point}: temp files left"
+        );
+    }
+}
+
+/// Workers of a two-part plan killed at seeded points: the killed part resumes, and
+/// the merge gives the bytes of one process.
+#[test]
+fn killed_workers_resume_and_merge_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = pipeline(dir.path());
+    let cache = dir.path().join("cache");
+    let reference = dir.path().join("reference");
+    succeed(augment(&pipeline, &reference, &cache));
+    let expected = shard_bytes(&reference);
+
+    // Points a worker of 3 shards reaches (no ingest rejects or index writes of its own).
+    let mut points: Vec<String> = ["stages_built:1".to_string()]
+        .into_iter()
+        .chain(
+            ["tfidf", "scene_graph", "retrieval"]
+                .iter()
+                .flat_map(|s| (1..=3).map(move |n| format!("stage.{s}:{n}"))),
+        )
+        .chain((1..=3).map(|n| format!("shard_done:{n}")))
+        .chain((1..=4).map(|n| format!("temp_written:{n}")))
+        .collect();
+    points.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(SEED + 1));
+    for (i, point) in points[..4].iter().enumerate() {
+        let out = dir.path().join(format!("workers-{i}"));
+        let mut plan = cmcl();
+        plan.args(["plan", "--pipeline", pipeline.to_str().unwrap()]);
+        plan.args([
+            "--out",
+            out.to_str().unwrap(),
+            "--no-progress",
+            "--num-shards",
+            "2",
+        ]);
+        succeed(plan);
+        let worker = |index: usize| {
+            let mut command = augment(&pipeline, &out, &cache);
+            command.args(["--shard-index", &index.to_string(), "--num-shards", "2"]);
+            command
+        };
+        let killed = worker(i % 2)
+            .env(cmcl::fault::VARIABLE, point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{point}: {}",
+            stderr(&killed)
+        );
+        succeed(worker(0));
+        succeed(worker(1));
+        let mut merge = cmcl();
+        merge.args(["merge", "--pipeline", pipeline.to_str().unwrap()]);
+        merge.args(["--out", out.to_str().unwrap(), "--no-progress"]);
+        succeed(merge);
+        assert_eq!(shard_bytes(&out), expected, "{point}: merged shards differ");
         assert_eq!(
             temp_files(&out),
             Vec::<String>::new(),
