@@ -7,7 +7,7 @@
 mod common;
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use common::*;
@@ -16,22 +16,6 @@ use rand::SeedableRng;
 
 const SEED: u64 = 20261129;
 const KILLS: usize = 20;
-
-/// All four stages over 12 synthetic images, 6 shards of 8 pairs.
-fn pipeline(dir: &Path) -> PathBuf {
-    synth(dir, 12);
-    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    let stages = format!(
-        "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
-         encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
-         [[stages]]\ntype = \"tfidf\"\nk = 2\n\
-         [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
-         [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
-         reproducible = true\nimage_embeddings = {{ source = \"descriptor\", grid = 2, size = 32 }}\n",
-        m = minilm.display()
-    );
-    synth_pipeline_with(dir, &stages, 8, "")
-}
 
 fn augment(pipeline: &Path, out: &Path, cache: &Path) -> Command {
     let mut command = cmcl();
@@ -89,7 +73,7 @@ fn runs_killed_at_the_last_ten_seeded_points_resume_to_the_same_bytes() {
 
 fn kill_and_resume(chosen: std::ops::Range<usize>) {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = every_stage_pipeline(dir.path(), 12, 8);
     let cache = dir.path().join("cache");
     let reference = dir.path().join("reference");
     succeed(augment(&pipeline, &reference, &cache));
@@ -130,7 +114,7 @@ fn kill_and_resume(chosen: std::ops::Range<usize>) {
 #[test]
 fn killed_workers_resume_and_merge_to_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = every_stage_pipeline(dir.path(), 12, 8);
     let cache = dir.path().join("cache");
     let reference = dir.path().join("reference");
     succeed(augment(&pipeline, &reference, &cache));
@@ -177,10 +161,8 @@ fn killed_workers_resume_and_merge_to_the_same_bytes() {
         );
         succeed(worker(0));
         succeed(worker(1));
-        let mut merge = cmcl();
-        merge.args(["merge", "--pipeline", pipeline.to_str().unwrap()]);
-        merge.args(["--out", out.to_str().unwrap(), "--no-progress"]);
-        succeed(merge);
+        let merged = merge(&pipeline, &out);
+        assert!(merged.status.success(), "{}", stderr(&merged));
         assert_eq!(shard_bytes(&out), expected, "{point}: merged shards differ");
         assert_eq!(
             temp_files(&out),

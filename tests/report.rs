@@ -9,26 +9,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-fn minilm() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models/all-MiniLM-L6-v2")
-        .display()
-        .to_string()
-}
-
 /// A run of all four stages over 16 synthetic images.
 fn full_run(dir: &Path) -> PathBuf {
-    synth(dir, 16);
-    let stages = format!(
-        "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
-         encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
-         [[stages]]\ntype = \"tfidf\"\nk = 2\n\
-         [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
-         [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
-         image_embeddings = {{ source = \"descriptor\", grid = 2, size = 32 }}\n",
-        m = minilm()
-    );
-    let pipeline = synth_pipeline_with(dir, &stages, 25, "");
+    let pipeline = every_stage_pipeline(dir, 16, 25);
     let out = dir.join("out");
     run_augment(&pipeline, &out, &[]);
     out

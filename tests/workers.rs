@@ -4,27 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::*;
-
-/// Every stage over 16 synthetic images, 8 shards. The index build is reproducible, so
-/// the one-process run builds the same index bytes as `cmcl plan`.
-fn pipeline(dir: &Path) -> PathBuf {
-    synth(dir, 16);
-    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    let stages = format!(
-        "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
-         encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
-         [[stages]]\ntype = \"tfidf\"\nk = 2\n\
-         [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
-         [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
-         reproducible = true\nimage_embeddings = {{ source = \"descriptor\", grid = 2, size = 32 }}\n",
-        m = minilm.display()
-    );
-    synth_pipeline_with(dir, &stages, 8, "")
-}
 
 fn worker(pipeline: &Path, out: &Path, cache: &Path, index: usize) -> Command {
     let mut command = cmcl();
@@ -43,18 +26,6 @@ fn worker(pipeline: &Path, out: &Path, cache: &Path, index: usize) -> Command {
     // Workers take their index from the scheduler's variable, as under Slurm.
     command.env("SLURM_ARRAY_TASK_ID", index.to_string());
     command
-}
-
-fn plan(pipeline: &Path, out: &Path) -> Output {
-    run_pipeline("plan", pipeline, out, &["--num-shards", "4"])
-}
-
-fn merge(pipeline: &Path, out: &Path) -> Output {
-    cmcl()
-        .args(["merge", "--pipeline", pipeline.to_str().unwrap()])
-        .args(["--out", out.to_str().unwrap(), "--no-progress"])
-        .output()
-        .unwrap()
 }
 
 /// What must agree between two runs: every shard's identity and checksum, and what the
@@ -87,7 +58,7 @@ fn outcome(out: &Path) -> serde_json::Value {
 #[test]
 fn four_workers_and_a_merge_write_the_bytes_of_one_process() {
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = pipeline(dir.path());
+    let pipeline = every_stage_pipeline(dir.path(), 16, 8);
     let cache = dir.path().join("cache");
 
     let single = dir.path().join("single");
@@ -100,7 +71,7 @@ fn four_workers_and_a_merge_write_the_bytes_of_one_process() {
     assert!(output.status.success(), "{}", stderr(&output));
 
     let out = dir.path().join("workers");
-    let planned = plan(&pipeline, &out);
+    let planned = plan(&pipeline, &out, 4);
     assert!(planned.status.success(), "{}", stderr(&planned));
     assert!(
         stdout(&planned).contains("part 3: shards"),
@@ -146,7 +117,7 @@ fn workers_refuse_a_stale_plan_a_busy_part_and_merge_names_missing_parts() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("cmcl plan"), "{}", stderr(&output));
 
-    assert!(plan(&pipeline, &out).status.success());
+    assert!(plan(&pipeline, &out, 4).status.success());
     // Another worker holds part 1.
     let lock_path = out.join("parts/.lock-00001");
     let held = std::fs::File::create(&lock_path).unwrap();

@@ -120,6 +120,33 @@ rows_per_shard = {rows_per_shard}
     path
 }
 
+/// Every stage (Apertium back-translation, TF-IDF, scene graphs, retrieval with a
+/// reproducible index) over `images` synthetic images in `dir/synth`.
+pub fn every_stage_pipeline(dir: &Path, images: usize, rows_per_shard: usize) -> PathBuf {
+    synth(dir, images);
+    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    let stages = format!(
+        "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
+         encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
+         [[stages]]\ntype = \"tfidf\"\nk = 2\n\
+         [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
+         [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
+         reproducible = true\nimage_embeddings = {{ source = \"descriptor\", grid = 2, size = 32 }}\n",
+        m = minilm.display()
+    );
+    synth_pipeline_with(dir, &stages, rows_per_shard, "")
+}
+
+/// `cmcl plan` of `pipeline` into `out` for `parts` workers.
+pub fn plan(pipeline: &Path, out: &Path, parts: usize) -> Output {
+    run_pipeline("plan", pipeline, out, &["--num-shards", &parts.to_string()])
+}
+
+/// `cmcl merge` of the parts in `out`.
+pub fn merge(pipeline: &Path, out: &Path) -> Output {
+    run_pipeline("merge", pipeline, out, &[])
+}
+
 /// Shard files of a run folder, sorted, with their bytes.
 pub fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut shards: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
