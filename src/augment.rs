@@ -17,6 +17,7 @@ use crate::ingest::{check_reject_share, ingest, IngestReport};
 use crate::manifest::{self, FileChecksum, IngestSummary, Manifest, ShardEntry};
 use crate::plan::{Part, Plan};
 use crate::record::Corpus;
+use crate::retrieval::index::IndexManifest;
 use crate::shard::{build_batch, write_ipc, write_parquet, SCHEMA_VERSION};
 use crate::stage::{Augmented, BuildContext, IndexPolicy, Sequence, Stage, Stats};
 
@@ -121,6 +122,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         Some(part) => {
             let plan = Plan::load(out)?;
             plan.check(&manifest, out)?;
+            plan.check_indexes(out)?;
             if plan.parts != part.count {
                 return Err(Error::Manifest {
                     path: out.join(crate::plan::PLAN_FILE),
@@ -271,7 +273,12 @@ pub fn plan_run(pipeline: &Pipeline, out: &Path, parts: usize, progress: bool) -
     check_reject_share(&report, &pipeline.ingest, &rejects_path)?;
     let manifest = plan(pipeline, &corpus, &report)?;
     crate::plan::build_indexes(pipeline, &corpus, out, progress)?;
-    let plan = Plan { parts, manifest };
+    let indexes = IndexManifest::load(&crate::retrieval::index::index_dir(out));
+    let plan = Plan {
+        parts,
+        manifest,
+        indexes,
+    };
     plan.save(out)?;
     Ok(plan)
 }

@@ -32,6 +32,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::binfile::{Reader, Writer};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"CMCLHNSW";
@@ -532,12 +533,10 @@ impl Hnsw {
 
     /// Writes the index atomically to `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut bytes =
-            Vec::with_capacity(64 + self.levels.len() + 4 * (self.base.len() + self.vectors.len()));
-        bytes.extend_from_slice(MAGIC);
-        for word in [VERSION, self.dim as u32, self.params.m as u32] {
-            bytes.extend_from_slice(&word.to_le_bytes());
-        }
+        let capacity = 44 + self.levels.len() + 4 * (self.base.len() + self.vectors.len());
+        let mut w = Writer::new(MAGIC, VERSION, capacity);
+        w.u32(self.dim as u32);
+        w.u32(self.params.m as u32);
         for word in [
             self.params.ef_construction as u64,
             self.params.seed,
@@ -545,19 +544,16 @@ impl Hnsw {
             self.entry.map_or(u64::MAX, u64::from),
             self.upper.len() as u64,
         ] {
-            bytes.extend_from_slice(&word.to_le_bytes());
+            w.u64(word);
         }
-        bytes.extend_from_slice(&self.levels);
-        for word in self.base.iter().chain(&self.upper_start).chain(&self.upper) {
-            bytes.extend_from_slice(&word.to_le_bytes());
-        }
-        for x in &self.vectors {
-            bytes.extend_from_slice(&x.to_le_bytes());
-        }
-        let sum = fnv1a64(&bytes);
-        bytes.extend_from_slice(&sum.to_le_bytes());
-        crate::fsutil::write_atomic(path, |w| {
-            w.write_all(&bytes).map_err(|e| Error::io(path, e))
+        w.raw(&self.levels);
+        w.u32s(&self.base);
+        w.u32s(&self.upper_start);
+        w.u32s(&self.upper);
+        w.f32s(&self.vectors);
+        let bytes = w.finish();
+        crate::fsutil::write_atomic(path, |out| {
+            out.write_all(&bytes).map_err(|e| Error::io(path, e))
         })
     }
 
@@ -569,21 +565,8 @@ impl Hnsw {
             line: 0,
             message: format!("not a usable cmcl HNSW index: {what}"),
         };
-        if bytes.len() < 8 + 12 + 40 + 8 || &bytes[..8] != MAGIC {
-            return Err(corrupt("no CMCLHNSW header"));
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - 8);
-        if fnv1a64(body) != u64::from_le_bytes(sum.try_into().map_err(|_| corrupt("checksum"))?) {
-            return Err(corrupt("checksum mismatch (truncated or damaged)"));
-        }
-        let mut reader = Reader { bytes: body, at: 8 };
+        let mut reader = Reader::open(&bytes, MAGIC, VERSION).map_err(|e| corrupt(&e))?;
         let truncated = || corrupt("truncated");
-        let version = reader.u32().ok_or_else(truncated)?;
-        if version != VERSION {
-            return Err(corrupt(&format!(
-                "version {version}, this build reads {VERSION}"
-            )));
-        }
         let dim = reader.u32().ok_or_else(truncated)? as usize;
         let m = reader.u32().ok_or_else(truncated)? as usize;
         let ef_construction = reader.u64().ok_or_else(truncated)? as usize;
@@ -592,18 +575,11 @@ impl Hnsw {
         let entry = reader.u64().ok_or_else(truncated)?;
         let upper_len = reader.u64().ok_or_else(truncated)? as usize;
         let levels = reader.take(n).ok_or_else(truncated)?.to_vec();
-        let words = |reader: &mut Reader, count: usize| -> Option<Vec<u32>> {
-            let raw = reader.take(count.checked_mul(4)?)?;
-            Some(
-                raw.chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            )
-        };
-        let base = words(&mut reader, n.checked_mul(2 * m).ok_or_else(truncated)?)
+        let base = reader
+            .u32s(n.checked_mul(2 * m).ok_or_else(truncated)?)
             .ok_or_else(truncated)?;
-        let upper_start = words(&mut reader, n).ok_or_else(truncated)?;
-        let upper = words(&mut reader, upper_len).ok_or_else(truncated)?;
+        let upper_start = reader.u32s(n).ok_or_else(truncated)?;
+        let upper = reader.u32s(upper_len).ok_or_else(truncated)?;
         let raw = reader
             .take(
                 n.checked_mul(dim)
@@ -616,7 +592,7 @@ impl Hnsw {
             raw.chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
         );
-        if reader.at != body.len() {
+        if !reader.at_end() {
             return Err(corrupt("trailing bytes"));
         }
         let index = Hnsw {
@@ -932,39 +908,6 @@ fn select(sorted: &[Scored], max: usize, between: &impl Fn(u32, u32) -> f32) -> 
         }
     }
     kept
-}
-
-/// 64-bit FNV-1a: a cheap checksum that catches truncation and bit rot.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let out = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(out)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    }
 }
 
 #[cfg(test)]

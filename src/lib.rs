@@ -1,8 +1,10 @@
 //! cmcl: turns image-caption data into training samples for cross-modal contrastive
 //! learning (UNIMO, Li et al., ACL 2021). See ARCHITECTURE.md for the data flow.
 
+pub mod artifact;
 pub mod augment;
 pub mod backtranslate;
+pub mod binfile;
 pub mod bm25;
 pub mod config;
 pub mod error;

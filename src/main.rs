@@ -376,6 +376,38 @@ fn main() -> anyhow::Result<()> {
                 ),
                 None => eprintln!("bm25 index: {} texts, unchanged, reused", bm25.len()),
             }
+            for stage in &p.stages {
+                match stage {
+                    cmcl::config::StageConfig::Tfidf(c)
+                        if c.method == cmcl::tfidf::Method::Exact =>
+                    {
+                        let index = cmcl::tfidf::TfidfIndex::build_or_open(
+                            c,
+                            &corpus,
+                            &dir,
+                            IndexPolicy::Build,
+                        )?;
+                        eprintln!(
+                            "tfidf index: {} captions, {} distinct",
+                            index.len(),
+                            index.distinct()
+                        );
+                    }
+                    cmcl::config::StageConfig::SceneGraph(c) => {
+                        cmcl::scene_graph::negatives::language_model(
+                            &c.language_model,
+                            &corpus,
+                            &dir,
+                            IndexPolicy::Build,
+                        )?;
+                        eprintln!(
+                            "caption language model: {} texts",
+                            corpus.pairs.len() + corpus.texts.len()
+                        );
+                    }
+                    _ => {}
+                }
+            }
             let Some(config) = retrieval else {
                 eprintln!(
                     "no retrieval stage: no HNSW indexes; indexes are in {}",

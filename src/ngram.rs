@@ -36,8 +36,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::binfile::fnv1a64;
+
 const MAGIC: &str = "cmcl-ngram";
-const VERSION: u32 = 1;
+pub const VERSION: u32 = 1;
 /// Word ids are packed `ID_BITS` each into a `u128` key, so n-grams hold at most 5 words.
 pub const MAX_ORDER: usize = 5;
 const ID_BITS: usize = 24;
@@ -579,13 +581,6 @@ fn estimate_discounts(n: [u64; 4]) -> [f64; 4] {
         }
     }
     [0.0, y, y, y]
-}
-
-/// 64-bit FNV-1a: a cheap checksum that catches truncation and bit rot.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 fn take<'a>(body: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {

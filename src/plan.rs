@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::fsutil::write_bytes_atomic;
 use crate::manifest::{self, Manifest, ShardEntry};
 use crate::record::Corpus;
+use crate::retrieval::index::IndexManifest;
 use crate::stage::IndexPolicy;
 
 pub const PLAN_FILE: &str = "plan.json";
@@ -90,6 +91,9 @@ fn from_environment() -> Result<usize> {
 pub struct Plan {
     pub parts: usize,
     pub manifest: Manifest,
+    /// The index manifest as the plan built it: workers refuse any other artifacts.
+    #[serde(default)]
+    pub indexes: IndexManifest,
 }
 
 impl Plan {
@@ -116,6 +120,31 @@ impl Plan {
         })?;
         json.push(b'\n');
         write_bytes_atomic(&path, &json)
+    }
+
+    /// An error unless the artifacts under `OUT/index` are the ones this plan built,
+    /// naming each that differs (rebuilt, removed or added since).
+    pub fn check_indexes(&self, out: &Path) -> Result<()> {
+        let dir = crate::retrieval::index::index_dir(out);
+        let now = IndexManifest::load(&dir);
+        let json = |m: &IndexManifest| serde_json::to_value(m).unwrap_or_default();
+        let (planned, found) = (json(&self.indexes), json(&now));
+        let changed: Vec<&str> = ["text", "image", "bm25", "tfidf", "ngram"]
+            .into_iter()
+            .filter(|name| planned.get(name) != found.get(name))
+            .collect();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Index {
+            message: format!(
+                "the {} index artifacts in {} differ from those `cmcl plan` built \
+                 (recorded in {}); run `cmcl plan` again",
+                changed.join(", "),
+                dir.display(),
+                out.join(PLAN_FILE).display()
+            ),
+        })
     }
 
     /// An error unless a run described by `fresh` may work under this plan.
@@ -171,7 +200,8 @@ pub fn save_record(out: &Path, part: Part, shards: &[ShardEntry]) -> Result<()> 
 }
 
 /// Builds, or checks and keeps, every index the pipeline's stages read: the retrieval
-/// stage's HNSW indexes and, for `method = "bm25"`, the BM25 index.
+/// stage's HNSW indexes, the TF-IDF index (or, for `method = "bm25"`, the BM25 index)
+/// and the scene-graph stage's caption language model.
 pub fn build_indexes(
     pipeline: &Pipeline,
     corpus: &Corpus,
@@ -193,7 +223,18 @@ pub fn build_indexes(
             StageConfig::Tfidf(config) if config.method == crate::tfidf::Method::Bm25 => {
                 crate::bm25::Bm25Index::build_or_open(&dir, corpus, progress, IndexPolicy::Build)?;
             }
-            _ => {}
+            StageConfig::Tfidf(config) => {
+                crate::tfidf::TfidfIndex::build_or_open(config, corpus, &dir, IndexPolicy::Build)?;
+            }
+            StageConfig::SceneGraph(config) => {
+                crate::scene_graph::negatives::language_model(
+                    &config.language_model,
+                    corpus,
+                    &dir,
+                    IndexPolicy::Build,
+                )?;
+            }
+            StageConfig::Backtranslate(_) => {}
         }
     }
     Ok(())

@@ -143,8 +143,7 @@ impl Sequence {
                             Box::new(crate::scene_graph::negatives::SceneGraphStage::build(
                                 c.clone(),
                                 corpus,
-                                context.seed,
-                                context.cache_dir,
+                                context,
                             )?)
                         }
                         StageConfig::Retrieval(c) => Box::new(

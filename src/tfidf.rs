@@ -162,17 +162,31 @@ pub struct Hit {
     pub score: f32,
 }
 
-/// The TF-IDF model of a corpus with its inverted index.
+/// The TF-IDF model of a corpus with its inverted index. Captions with the same term
+/// counts have the same vector, so they share one doc: a corpus full of repeated
+/// captions costs what its distinct captions cost, and results are still per caption.
+#[derive(Debug, PartialEq)]
 pub struct TfidfIndex {
-    /// Per doc: (term, weight), terms ascending, L2-normalised.
-    docs: Vec<Vec<(u32, f32)>>,
-    /// CSR postings: for term t, `post_docs[post_start[t]..post_start[t+1]]`.
+    /// CSR docs: doc d's (term, weight) pairs are `doc_terms/doc_weights[doc_start[d]..
+    /// doc_start[d+1]]`, terms ascending, L2-normalised.
+    doc_start: Vec<usize>,
+    doc_terms: Vec<u32>,
+    doc_weights: Vec<f32>,
+    /// Per caption, its doc.
+    doc_of_row: Vec<u32>,
+    /// CSR: the captions of doc d, `rows[rows_start[d]..rows_start[d+1]]`, ascending.
+    rows_start: Vec<usize>,
+    rows: Vec<u32>,
+    /// CSR postings over docs: for term t, `post_docs[post_start[t]..post_start[t+1]]`.
     post_start: Vec<usize>,
     post_docs: Vec<u32>,
     post_weights: Vec<f32>,
     /// Per term, its largest weight in any doc (the pruning bound).
     max_weight: Vec<f32>,
 }
+
+const MAGIC: &[u8; 8] = b"CMCLTFID";
+pub const VERSION: u32 = 1;
 
 impl TfidfIndex {
     pub fn build<S: AsRef<str> + Sync>(texts: &[S], config: &TfidfConfig) -> TfidfIndex {
@@ -183,9 +197,12 @@ impl TfidfIndex {
             .collect();
 
         // Term ids in order of first occurrence: deterministic, independent of threads.
+        // Doc ids likewise, by first caption.
         let mut vocab: HashMap<&str, u32> = HashMap::new();
         let mut df: Vec<u32> = Vec::new();
-        let mut counted: Vec<Vec<(u32, u32)>> = Vec::with_capacity(texts.len());
+        let mut doc_ids: HashMap<Vec<(u32, u32)>, u32> = HashMap::new();
+        let mut counted: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut doc_of_row: Vec<u32> = Vec::with_capacity(texts.len());
         for tokens in &tokenized {
             let mut ids: Vec<u32> = tokens
                 .iter()
@@ -208,8 +225,14 @@ impl TfidfIndex {
             for &(id, _) in &counts {
                 df[id as usize] += 1;
             }
-            counted.push(counts);
+            let next = counted.len() as u32;
+            let doc = *doc_ids.entry(counts).or_insert_with_key(|counts| {
+                counted.push(counts.clone());
+                next
+            });
+            doc_of_row.push(doc);
         }
+        drop(doc_ids);
 
         let n = texts.len() as f64;
         let idf: Vec<f64> = df
@@ -250,6 +273,25 @@ impl TfidfIndex {
             })
             .collect();
 
+        let mut doc_start = Vec::with_capacity(docs.len() + 1);
+        doc_start.push(0);
+        for doc in &docs {
+            doc_start.push(doc_start[doc_start.len() - 1] + doc.len());
+        }
+        let mut rows_start = vec![0usize; docs.len() + 1];
+        for &d in &doc_of_row {
+            rows_start[d as usize + 1] += 1;
+        }
+        for d in 0..docs.len() {
+            rows_start[d + 1] += rows_start[d];
+        }
+        let mut fill = rows_start.clone();
+        let mut rows = vec![0u32; doc_of_row.len()];
+        for (row, &d) in doc_of_row.iter().enumerate() {
+            rows[fill[d as usize]] = row as u32;
+            fill[d as usize] += 1;
+        }
+
         let mut post_start = vec![0usize; df.len() + 1];
         for doc in &docs {
             for &(t, _) in doc {
@@ -279,7 +321,12 @@ impl TfidfIndex {
             })
             .collect();
         TfidfIndex {
-            docs,
+            doc_start,
+            doc_terms: docs.iter().flatten().map(|&(t, _)| t).collect(),
+            doc_weights: docs.iter().flatten().map(|&(_, w)| w).collect(),
+            doc_of_row,
+            rows_start,
+            rows,
             post_start,
             post_docs,
             post_weights,
@@ -287,12 +334,154 @@ impl TfidfIndex {
         }
     }
 
+    /// The run's TF-IDF index of the corpus's captions: `OUT/index/tfidf.bin`, built
+    /// when missing or made from other captions or settings (unless `policy` forbids).
+    pub fn build_or_open(
+        config: &TfidfConfig,
+        corpus: &Corpus,
+        index_dir: &std::path::Path,
+        policy: crate::stage::IndexPolicy,
+    ) -> Result<TfidfIndex> {
+        let captions: Vec<&str> = corpus.pairs.iter().map(|p| p.caption.as_str()).collect();
+        // Only the settings that shape the table; k and the ceiling apply at query time.
+        let shaping = TfidfConfig {
+            k: 1,
+            max_similarity: 1.0,
+            ..config.clone()
+        };
+        let inputs =
+            crate::artifact::inputs_sha256(&format!("{shaping:?}"), captions.iter().copied());
+        crate::artifact::Artifact {
+            file: "tfidf.bin",
+            format_version: VERSION,
+            slot: |m| &mut m.tfidf,
+            build: &|| Ok(TfidfIndex::build(&captions, config)),
+            save: &|index: &TfidfIndex, path| index.save(path),
+            load: &TfidfIndex::load,
+        }
+        .build_or_open(index_dir, &inputs, policy)
+    }
+
+    /// Captions indexed.
     pub fn len(&self) -> usize {
-        self.docs.len()
+        self.doc_of_row.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.doc_of_row.is_empty()
+    }
+
+    /// Distinct docs (captions with distinct term counts).
+    pub fn distinct(&self) -> usize {
+        self.doc_start.len() - 1
+    }
+
+    fn doc(&self, d: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let range = self.doc_start[d]..self.doc_start[d + 1];
+        self.doc_terms[range.clone()]
+            .iter()
+            .copied()
+            .zip(self.doc_weights[range].iter().copied())
+    }
+
+    fn rows_of(&self, d: usize) -> &[u32] {
+        &self.rows[self.rows_start[d]..self.rows_start[d + 1]]
+    }
+
+    /// Writes the index atomically to `path`: the run's TF-IDF artifact.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let mut w = crate::binfile::Writer::new(MAGIC, VERSION, 0);
+        for (sizes, words) in [
+            (&self.doc_start, &self.doc_terms),
+            (&self.rows_start, &self.rows),
+            (&self.post_start, &self.post_docs),
+        ] {
+            w.u64(sizes.len() as u64);
+            w.u64(words.len() as u64);
+            w.usizes(sizes);
+            w.u32s(words);
+        }
+        w.f32s(&self.doc_weights);
+        w.f32s(&self.post_weights);
+        w.u64(self.doc_of_row.len() as u64);
+        w.u32s(&self.doc_of_row);
+        w.u64(self.max_weight.len() as u64);
+        w.f32s(&self.max_weight);
+        let bytes = w.finish();
+        crate::fsutil::write_bytes_atomic(path, &bytes)
+    }
+
+    /// Reads an index written by [`Self::save`], checking its checksum and structure.
+    pub fn load(path: &std::path::Path) -> Result<TfidfIndex> {
+        let bytes = std::fs::read(path).map_err(|e| crate::error::Error::io(path, e))?;
+        let corrupt = |what: &str| crate::error::Error::Input {
+            path: path.to_path_buf(),
+            line: 0,
+            message: format!("not a usable cmcl TF-IDF index: {what}"),
+        };
+        let mut r =
+            crate::binfile::Reader::open(&bytes, MAGIC, VERSION).map_err(|e| corrupt(&e))?;
+        let mut csr = || -> Option<(Vec<usize>, Vec<u32>)> {
+            let (sizes, words) = (r.u64()? as usize, r.u64()? as usize);
+            Some((r.usizes(sizes)?, r.u32s(words)?))
+        };
+        let truncated = || corrupt("truncated");
+        let (doc_start, doc_terms) = csr().ok_or_else(truncated)?;
+        let (rows_start, rows) = csr().ok_or_else(truncated)?;
+        let (post_start, post_docs) = csr().ok_or_else(truncated)?;
+        let doc_weights = r.f32s(doc_terms.len()).ok_or_else(truncated)?;
+        let post_weights = r.f32s(post_docs.len()).ok_or_else(truncated)?;
+        let n = r.u64().ok_or_else(truncated)? as usize;
+        let doc_of_row = r.u32s(n).ok_or_else(truncated)?;
+        let n = r.u64().ok_or_else(truncated)? as usize;
+        let max_weight = r.f32s(n).ok_or_else(truncated)?;
+        if !r.at_end() {
+            return Err(corrupt("trailing bytes"));
+        }
+        let index = TfidfIndex {
+            doc_start,
+            doc_terms,
+            doc_weights,
+            doc_of_row,
+            rows_start,
+            rows,
+            post_start,
+            post_docs,
+            post_weights,
+            max_weight,
+        };
+        index.check().map_err(|what| corrupt(&what))?;
+        Ok(index)
+    }
+
+    /// Structural checks after loading, so a search can never index out of bounds.
+    fn check(&self) -> std::result::Result<(), String> {
+        let docs = self
+            .doc_start
+            .len()
+            .checked_sub(1)
+            .ok_or("no doc offsets")?;
+        let terms = self.max_weight.len();
+        let offsets_ok = |start: &[usize], len: usize| {
+            start.first() == Some(&0)
+                && start.last() == Some(&len)
+                && start.windows(2).all(|w| w[0] <= w[1])
+        };
+        let ok = offsets_ok(&self.doc_start, self.doc_terms.len())
+            && offsets_ok(&self.rows_start, self.rows.len())
+            && offsets_ok(&self.post_start, self.post_docs.len())
+            && self.rows_start.len() == docs + 1
+            && self.post_start.len() == terms + 1
+            && self.rows.len() == self.doc_of_row.len()
+            && self.doc_terms.iter().all(|&t| (t as usize) < terms)
+            && self.post_docs.iter().all(|&d| (d as usize) < docs)
+            && self.doc_of_row.iter().all(|&d| (d as usize) < docs)
+            && self
+                .rows
+                .iter()
+                .all(|&r| (r as usize) < self.doc_of_row.len());
+        ok.then_some(())
+            .ok_or_else(|| "inconsistent offsets or ids".into())
     }
 
     fn postings(&self, term: u32) -> (&[u32], &[f32]) {
@@ -308,13 +497,12 @@ impl TfidfIndex {
     /// `query_weights`) and `doc`, summed in the doc's term order: the one score every
     /// path through [`Self::top_k`] reports, so results never depend on pruning.
     fn score(&self, query_weights: &[f32], doc: usize) -> f32 {
-        self.docs[doc]
-            .iter()
-            .fold(0f32, |sum, &(t, w)| sum + query_weights[t as usize] * w)
+        self.doc(doc)
+            .fold(0f32, |sum, (t, w)| sum + query_weights[t as usize] * w)
     }
 
-    /// Top `k` docs for doc `query`, skipping docs whose `groups` entry equals the
-    /// query's (its own image) and scores outside (0, max_similarity]. Also returns how
+    /// Top `k` captions for caption `query`, skipping those whose `groups` entry equals
+    /// the query's (its own image) and scores outside (0, max_similarity]. Also returns how
     /// many candidates the ceiling removed.
     ///
     /// Exact, with MaxScore-style pruning. Query terms are walked rarest first, adding
@@ -332,7 +520,7 @@ impl TfidfIndex {
         max_similarity: f32,
         scratch: &mut Scratch,
     ) -> (Vec<Hit>, u64) {
-        let mut terms: Vec<(u32, f32)> = self.docs[query].clone();
+        let mut terms: Vec<(u32, f32)> = self.doc(self.doc_of_row[query] as usize).collect();
         for &(t, wq) in &terms {
             scratch.query_weights[t as usize] = wq;
         }
@@ -367,7 +555,14 @@ impl TfidfIndex {
                 if top.is_full() && scratch.acc[d as usize] + rest < top.kth() {
                     continue;
                 }
-                top.offer(d, self.score(&scratch.query_weights, d as usize), groups);
+                let score = self.score(&scratch.query_weights, d as usize);
+                // A doc's captions share its score: none enters below the k-th.
+                if top.is_full() && score < top.kth() {
+                    continue;
+                }
+                for &row in self.rows_of(d as usize) {
+                    top.offer(row, score, groups);
+                }
             }
             if top.is_full() && top.kth() > rest {
                 break;
@@ -386,7 +581,7 @@ impl TfidfIndex {
     /// Scratch space for [`Self::top_k`], one per thread.
     pub fn scratch(&self) -> Scratch {
         Scratch {
-            acc: vec![0.0; self.len()],
+            acc: vec![0.0; self.distinct()],
             touched: Vec::new(),
             query_weights: vec![0.0; self.max_weight.len()],
         }
@@ -472,13 +667,15 @@ impl TfidfStage {
         corpus: &Corpus,
         context: &crate::stage::BuildContext,
     ) -> Result<TfidfStage> {
+        let index_dir = crate::retrieval::index::index_dir(context.out_dir);
         let miner = match config.method {
-            Method::Exact => {
-                let captions: Vec<&str> = corpus.pairs.iter().map(|p| p.caption.as_str()).collect();
-                Miner::Exact(TfidfIndex::build(&captions, &config))
-            }
+            Method::Exact => Miner::Exact(TfidfIndex::build_or_open(
+                &config,
+                corpus,
+                &index_dir,
+                context.indexes,
+            )?),
             Method::Bm25 => {
-                let index_dir = crate::retrieval::index::index_dir(context.out_dir);
                 let (index, _) = crate::bm25::Bm25Index::build_or_open(
                     &index_dir,
                     corpus,
@@ -629,11 +826,29 @@ mod tests {
         let texts = ["a cat", "a dog", "the cat sat"];
         let index = TfidfIndex::build(&texts, &config());
         let mut query_weights = vec![0.0; index.max_weight.len()];
-        for &(t, w) in &index.docs[0] {
+        for (t, w) in index.doc(0) {
             query_weights[t as usize] = w;
         }
         assert!((index.score(&query_weights, 1) - 0.428_046).abs() < 1e-5);
         assert!((index.score(&query_weights, 2) - 0.334_907).abs() < 1e-5);
+    }
+
+    #[test]
+    fn saved_index_loads_equal_and_damage_is_refused() {
+        let texts = ["a red circle", "a blue square", "a red circle", "two dogs"];
+        let index = TfidfIndex::build(&texts, &config());
+        assert_eq!((index.len(), index.distinct()), (4, 3));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tfidf.bin");
+        index.save(&path).unwrap();
+        assert_eq!(TfidfIndex::load(&path).unwrap(), index);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let err = TfidfIndex::load(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("tfidf.bin") && err.contains("checksum"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -668,9 +883,14 @@ mod tests {
             k in 1usize..6,
             sublinear in any::<bool>(),
             min_df in 1usize..3,
+            copies in 1usize..4,
         ) {
             let words = ["red", "blue", "cat", "dog", "on", "a", "the", "mat", "big", "sits", "by", "tree"];
-            let texts: Vec<String> = docs.iter().map(|d| d.iter().map(|&w| words[w]).collect::<Vec<_>>().join(" ")).collect();
+            // Repeated captions share a doc in the index; results stay per caption.
+            let texts: Vec<String> = (0..copies)
+                .flat_map(|_| docs.iter())
+                .map(|d| d.iter().map(|&w| words[w]).collect::<Vec<_>>().join(" "))
+                .collect();
             let groups: Vec<u32> = (0..texts.len()).map(|i| (i / group_size) as u32).collect();
             let cfg = TfidfConfig { k, sublinear_tf: sublinear, min_df, max_similarity: 0.95, ..config() };
             let index = TfidfIndex::build(&texts, &cfg);

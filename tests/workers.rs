@@ -1,6 +1,7 @@
 //! A pipeline run as a shard plan: `cmcl plan`, 4 worker processes at once, `cmcl
 //! merge`, against one process; plus the checks that keep workers honest (plan
-//! mismatch, a part already being written, a part missing at merge time).
+//! mismatch, artifacts rebuilt since the plan, a part already being written, a part
+//! missing at merge time).
 
 mod common;
 
@@ -79,7 +80,9 @@ fn four_workers_and_a_merge_write_the_bytes_of_one_process() {
         stdout(&planned)
     );
     assert!(out.join("plan.json").is_file());
-    assert!(out.join("index/text.hnsw").is_file());
+    for artifact in ["text.hnsw", "image.hnsw", "tfidf.bin", "ngram.bin"] {
+        assert!(out.join("index").join(artifact).is_file(), "{artifact}");
+    }
 
     // All four at once, sharing the output folder and the translation cache.
     let workers: Vec<_> = (0..4)
@@ -144,6 +147,20 @@ fn workers_refuse_a_stale_plan_a_busy_part_and_merge_names_missing_parts() {
         "{message}"
     );
     assert!(!message.contains("(part 0)"), "{message}");
+
+    // An artifact rebuilt since the plan (here by `cmcl index`) is not the plan's.
+    std::fs::remove_file(out.join("index/tfidf.bin")).unwrap();
+    let output = run_pipeline("index", &pipeline, &out, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(out.join("index/tfidf.bin").is_file());
+    let output = worker(&pipeline, &out, &cache, 2).output().unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("tfidf") && message.contains("differ from those `cmcl plan` built"),
+        "{message}"
+    );
+    assert!(plan(&pipeline, &out, 4).status.success());
 
     // A worker of a pipeline changed since the plan refuses to run.
     let changed = std::fs::read_to_string(&pipeline)

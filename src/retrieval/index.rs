@@ -32,8 +32,12 @@ const ENCODE_CHUNK: usize = 512;
 /// What the nodes of both indexes stand for.
 #[derive(Debug, Default)]
 pub struct Entries {
-    /// Per text node: the pair row it is the caption of, or the text-corpus index.
+    /// Per text node: its first occurrence, a pair row's caption or a text-corpus text.
+    /// Texts equal after normalising (case, punctuation) share one node, so repeated
+    /// captions are embedded once and never crowd each other out of the graph.
     pub texts: Vec<TextEntry>,
+    /// Text node of each pair row's caption.
+    pub text_of_pair: Vec<u32>,
     /// Per image node: the first pair row showing it, or the image-corpus index.
     pub images: Vec<ImageEntry>,
     /// Image node of each pair row.
@@ -63,21 +67,32 @@ impl Entries {
             }
         }
         images.extend((0..corpus.images.len()).map(ImageEntry::Corpus));
+        let all = (0..corpus.pairs.len())
+            .map(TextEntry::Caption)
+            .chain((0..corpus.texts.len()).map(TextEntry::Corpus));
+        let keys: Vec<String> = all
+            .clone()
+            .collect::<Vec<_>>()
+            .par_iter()
+            .map(|&entry| crate::backtranslate::filter::normalize(text_of(corpus, entry)))
+            .collect();
+        let node_of = crate::record::dense_ids(keys.iter());
+        let mut texts = Vec::new();
+        for (entry, &node) in all.zip(&node_of) {
+            if node as usize == texts.len() {
+                texts.push(entry);
+            }
+        }
         Entries {
-            texts: (0..corpus.pairs.len())
-                .map(TextEntry::Caption)
-                .chain((0..corpus.texts.len()).map(TextEntry::Corpus))
-                .collect(),
+            texts,
+            text_of_pair: node_of[..corpus.pairs.len()].to_vec(),
             images,
             image_of_pair,
         }
     }
 
     pub fn text<'a>(&self, corpus: &'a Corpus, node: u32) -> &'a str {
-        match self.texts[node as usize] {
-            TextEntry::Caption(row) => &corpus.pairs[row].caption,
-            TextEntry::Corpus(i) => &corpus.texts[i].text,
-        }
+        text_of(corpus, self.texts[node as usize])
     }
 
     pub fn image<'a>(&self, corpus: &'a Corpus, node: u32) -> ImageRef<'a> {
@@ -109,6 +124,13 @@ impl Entries {
     }
 }
 
+fn text_of(corpus: &Corpus, entry: TextEntry) -> &str {
+    match entry {
+        TextEntry::Caption(row) => &corpus.pairs[row].caption,
+        TextEntry::Corpus(i) => &corpus.texts[i].text,
+    }
+}
+
 /// One index's line in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexRecord {
@@ -132,6 +154,12 @@ pub struct IndexManifest {
     /// The tantivy BM25 index of every text ([`crate::bm25`]).
     #[serde(default)]
     pub bm25: Option<crate::bm25::Bm25Record>,
+    /// The `tfidf` stage's index ([`crate::tfidf::TfidfIndex`]).
+    #[serde(default)]
+    pub tfidf: Option<crate::artifact::ArtifactRecord>,
+    /// The `scene_graph` stage's caption language model ([`crate::ngram::NgramModel`]).
+    #[serde(default)]
+    pub ngram: Option<crate::artifact::ArtifactRecord>,
 }
 
 impl IndexManifest {
@@ -379,4 +407,38 @@ fn embed_images(
 /// Where a run's indexes live.
 pub fn index_dir(out_dir: &Path) -> PathBuf {
     out_dir.join("index")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{test_corpus, CorpusText};
+
+    #[test]
+    fn equal_texts_share_one_node_named_by_their_first_occurrence() {
+        let mut corpus = test_corpus(["A dog on a bed.", "a cat", "a dog on a bed", "a bird"]);
+        // Pairs 0 and 2 show one image.
+        corpus.pairs[2].image_id = "0".into();
+        corpus.texts = ["A CAT!", "a fish"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| CorpusText {
+                text_id: format!("t{i}"),
+                text: t.to_string(),
+            })
+            .collect();
+        let entries = Entries::of(&corpus);
+        assert_eq!(
+            entries.texts,
+            [
+                TextEntry::Caption(0),
+                TextEntry::Caption(1),
+                TextEntry::Caption(3),
+                TextEntry::Corpus(1)
+            ]
+        );
+        assert_eq!(entries.text_of_pair, [0, 1, 0, 2]);
+        assert_eq!(entries.text(&corpus, 3), "a fish");
+        assert_eq!(entries.image_of_pair, [0, 1, 0, 2]);
+    }
 }

@@ -120,8 +120,8 @@ fn jaccard(a: &[u32], b: &[u32]) -> f32 {
 pub struct RetrievalStage {
     config: RetrievalConfig,
     indexes: Indexes,
-    /// Per text node, its normalised text's id: equal ids are exact duplicates.
-    text_keys: Vec<u32>,
+    /// Per image (group of pairs), the text nodes of its captions.
+    caption_nodes: Vec<Vec<u32>>,
     /// Per image node, an id shared by images with bit-identical vectors.
     image_keys: Vec<u32>,
     labels: Vec<Option<Vec<u32>>>,
@@ -142,10 +142,11 @@ impl RetrievalStage {
             context.progress,
             context.indexes,
         )?;
-        let text_keys = crate::record::dense_ids(
-            (0..indexes.entries.texts.len() as u32)
-                .map(|n| crate::backtranslate::filter::normalize(indexes.entries.text(corpus, n))),
-        );
+        let entries = &indexes.entries;
+        let mut caption_nodes: Vec<Vec<u32>> = vec![Vec::new(); entries.images.len()];
+        for (&image, &node) in entries.image_of_pair.iter().zip(&entries.text_of_pair) {
+            caption_nodes[image as usize].push(node);
+        }
         let image_keys = crate::record::dense_ids((0..indexes.image.len() as u32).map(|n| {
             let bits: Vec<u32> = indexes
                 .image
@@ -159,7 +160,7 @@ impl RetrievalStage {
             labels: label_sets(&indexes.entries, corpus),
             config,
             indexes,
-            text_keys,
+            caption_nodes,
             image_keys,
         })
     }
@@ -168,24 +169,18 @@ impl RetrievalStage {
         &self.indexes
     }
 
-    /// Text neighbours of pair `row`: not its image's captions, no duplicate of its
-    /// caption or of each other.
+    /// Text neighbours of pair `row`: none of its image's captions (nor a duplicate of
+    /// one: duplicates share a node), each text once.
     fn text_neighbours(&self, corpus: &Corpus, row: usize) -> Result<Vec<Item>> {
         let entries = &self.indexes.entries;
-        let (own_image, own_key) = (entries.image_of_pair[row], self.text_keys[row]);
-        let keep = |id: u32| {
-            self.text_keys[id as usize] != own_key
-                && match entries.texts[id as usize] {
-                    TextEntry::Caption(other) => entries.image_of_pair[other] != own_image,
-                    TextEntry::Corpus(_) => true,
-                }
-        };
+        let own = &self.caption_nodes[entries.image_of_pair[row] as usize];
+        let keep = |id: u32| !own.contains(&id);
         let hits = self.search_distinct(
             &self.indexes.text,
-            row as u32,
+            entries.text_of_pair[row],
             self.config.text_k,
             &keep,
-            &self.text_keys,
+            None,
         )?;
         Ok(hits
             .into_iter()
@@ -229,7 +224,7 @@ impl RetrievalStage {
             own,
             self.config.image_k,
             &keep,
-            &self.image_keys,
+            Some(&self.image_keys),
         )?;
         Ok(hits
             .into_iter()
@@ -258,14 +253,15 @@ impl RetrievalStage {
             .collect())
     }
 
-    /// The `k` nearest kept nodes to node `node`, at most one per duplicate key.
+    /// The `k` nearest kept nodes to node `node`, at most one per duplicate key (when
+    /// nodes can be duplicates).
     fn search_distinct(
         &self,
         index: &crate::hnsw::Hnsw,
         node: u32,
         k: usize,
         keep: &(dyn Fn(u32) -> bool + Sync),
-        keys: &[u32],
+        keys: Option<&[u32]>,
     ) -> Result<Vec<Hit>> {
         if k == 0 {
             return Ok(Vec::new());
@@ -278,7 +274,7 @@ impl RetrievalStage {
             let mut seen = BTreeSet::new();
             let distinct: Vec<Hit> = hits
                 .into_iter()
-                .filter(|h| seen.insert(keys[h.id as usize]))
+                .filter(|h| keys.is_none_or(|keys| seen.insert(keys[h.id as usize])))
                 .take(k)
                 .collect();
             // Duplicates among the hits push real neighbours out; ask for more.

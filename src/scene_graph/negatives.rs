@@ -24,7 +24,7 @@ use super::{Parser, RelationKind, SceneGraph};
 use crate::error::{Error, Result};
 use crate::ngram::{NgramConfig, NgramModel};
 use crate::record::Corpus;
-use crate::stage::{Augmented, Item, Stage, Stats};
+use crate::stage::{Augmented, BuildContext, IndexPolicy, Item, Stage, Stats};
 use crate::text_encoder::TextEncoder;
 use crate::wordnet::Pos;
 
@@ -350,8 +350,7 @@ impl SceneGraphStage {
     pub fn build(
         config: SceneGraphConfig,
         corpus: &Corpus,
-        seed: u64,
-        cache_dir: &Path,
+        context: &BuildContext,
     ) -> Result<SceneGraphStage> {
         let parser = Parser::load(&config.wordnet_dir)?;
         let graphs: Vec<SceneGraph> = corpus
@@ -382,7 +381,12 @@ impl SceneGraphStage {
                 .or_default()
                 .push(name.clone());
         }
-        let model = language_model(&config.language_model, &texts, cache_dir)?;
+        let model = language_model(
+            &config.language_model,
+            corpus,
+            &crate::retrieval::index::index_dir(context.out_dir),
+            context.indexes,
+        )?;
         let encoder = config
             .encoder
             .as_deref()
@@ -390,7 +394,7 @@ impl SceneGraphStage {
             .transpose()?;
         Ok(SceneGraphStage {
             config,
-            seed,
+            seed: context.seed,
             parser,
             vocabulary,
             model,
@@ -730,41 +734,40 @@ fn learn(parser: &Parser, vocabulary: &mut Vocabulary, caption: &str, graph: &Sc
     }
 }
 
-/// Trains the caption language model, or loads it from the cache when the same texts and
-/// settings trained it before.
-fn language_model(
+/// The caption language model of the corpus (pair captions, then text-corpus texts):
+/// `OUT/index/ngram.bin`, trained when missing or made from other texts or settings
+/// (unless `policy` forbids).
+pub fn language_model(
     config: &LanguageModelConfig,
-    texts: &[&str],
-    cache_dir: &Path,
+    corpus: &Corpus,
+    index_dir: &Path,
+    policy: IndexPolicy,
 ) -> Result<NgramModel> {
-    let mut hasher = Sha256::new();
-    hasher.update(format!(
-        "order={} min_count={}\n",
-        config.order, config.min_count
-    ));
-    for t in texts {
-        hasher.update((t.len() as u64).to_le_bytes());
-        hasher.update(t.as_bytes());
-    }
-    let key = crate::fsutil::hex(&hasher.finalize()[..12]);
-    let path = cache_dir.join("index").join(format!("ngram-{key}.bin"));
-    if path.is_file() {
-        if let Ok(model) = NgramModel::load(&path) {
-            return Ok(model);
-        }
-    }
-    let model = NgramModel::train(
-        texts.iter().copied(),
-        &NgramConfig {
-            order: config.order,
-            min_count: config.min_count,
+    let texts: Vec<&str> = corpus
+        .pairs
+        .iter()
+        .map(|p| p.caption.as_str())
+        .chain(corpus.texts.iter().map(|t| t.text.as_str()))
+        .collect();
+    let settings = format!("order={} min_count={}", config.order, config.min_count);
+    let inputs = crate::artifact::inputs_sha256(&settings, texts.iter().copied());
+    crate::artifact::Artifact {
+        file: "ngram.bin",
+        format_version: crate::ngram::VERSION,
+        slot: |m| &mut m.ngram,
+        build: &|| {
+            Ok(NgramModel::train(
+                texts.iter().copied(),
+                &NgramConfig {
+                    order: config.order,
+                    min_count: config.min_count,
+                },
+            ))
         },
-    );
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        save: &|model: &NgramModel, path| model.save(path).map_err(|e| Error::model(path, e)),
+        load: &|path| NgramModel::load(path).map_err(|e| Error::model(path, e)),
     }
-    model.save(&path).map_err(|e| Error::model(&path, e))?;
-    Ok(model)
+    .build_or_open(index_dir, &inputs, policy)
 }
 
 fn mix(seed: u64, uid: &[u8; 16], kind: EditKind) -> u64 {
@@ -1154,10 +1157,21 @@ mod tests {
             fluency_margin: 100.0,
             ..SceneGraphConfig::default()
         };
-        let cache = tempfile::tempdir().unwrap();
-        let stage = SceneGraphStage::build(config, &corpus, 7, cache.path())
-            .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"));
+        let out = tempfile::tempdir().unwrap();
+        let stage =
+            SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
+                .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"));
         (stage, corpus)
+    }
+
+    fn context(out_dir: &Path, indexes: IndexPolicy) -> BuildContext<'_> {
+        BuildContext {
+            cache_dir: out_dir,
+            seed: 7,
+            out_dir,
+            progress: false,
+            indexes,
+        }
     }
 
     /// The negatives made for the first caption.
@@ -1295,8 +1309,10 @@ mod tests {
             fluency_margin: 0.0,
             ..SceneGraphConfig::default()
         };
-        let cache = tempfile::tempdir().unwrap();
-        let stage = SceneGraphStage::build(config, &corpus, 7, cache.path()).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let stage =
+            SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
+                .unwrap();
         let mut out = vec![Augmented::default()];
         let mut stats = Stats::new();
         stage.augment(&corpus, 0..1, &mut out, &mut stats).unwrap();
@@ -1313,23 +1329,33 @@ mod tests {
     }
 
     #[test]
-    fn the_language_model_is_cached_by_content() {
+    fn the_language_model_is_an_artifact_built_once() {
         let corpus = corpus(&["a dog on a bed", "a cat on a mat"]);
-        let cache = tempfile::tempdir().unwrap();
-        let build = || {
-            SceneGraphStage::build(SceneGraphConfig::default(), &corpus, 1, cache.path()).unwrap()
+        let out = tempfile::tempdir().unwrap();
+        let build = |corpus: &Corpus, policy| {
+            SceneGraphStage::build(
+                SceneGraphConfig::default(),
+                corpus,
+                &context(out.path(), policy),
+            )
         };
-        build();
-        let files: Vec<_> = std::fs::read_dir(cache.path().join("index"))
-            .unwrap()
-            .collect();
-        assert_eq!(files.len(), 1);
-        build();
-        assert_eq!(
-            std::fs::read_dir(cache.path().join("index"))
-                .unwrap()
-                .count(),
-            1
+        build(&corpus, IndexPolicy::Build).unwrap();
+        let index_dir = out.path().join("index");
+        let record = crate::retrieval::index::IndexManifest::load(&index_dir)
+            .ngram
+            .unwrap();
+        assert_eq!(record.file, "ngram.bin");
+        let sum = crate::fsutil::sha256_file(&index_dir.join("ngram.bin")).unwrap();
+        assert_eq!(record.file_sha256, sum);
+        // A worker reuses it; other captions make it stale, which a worker refuses.
+        build(&corpus, IndexPolicy::ReuseOnly).unwrap();
+        let other = self::corpus(&["a dog on a bed", "a cat under a mat"]);
+        let err = build(&other, IndexPolicy::ReuseOnly).err().unwrap();
+        assert!(err.to_string().contains("ngram.bin"), "{err}");
+        build(&other, IndexPolicy::Build).unwrap();
+        assert_ne!(
+            crate::fsutil::sha256_file(&index_dir.join("ngram.bin")).unwrap(),
+            sum
         );
     }
 
