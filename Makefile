@@ -136,6 +136,9 @@ bench: $(VENV)/.bench-deps build models apt-deps
 	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --prepare
 	$(VENV)/bin/python bench/hnsw_peer.py --work $(BENCH_OUT)/hnsw
 	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --scale 1000000
+	# The tfidf, scene_graph and retrieval stages on 100k and 1M pairs (COCO + Flickr8k
+	# captions repeated with new ids): wall time, pairs/s, peak RSS; about 40 minutes.
+	$(CARGO) bench --bench scale -- --data $(DATA) --out $(BENCH_OUT) --minilm $(abspath $(MINILM))
 
 lint:
 	$(CARGO) fmt --check

@@ -246,8 +246,73 @@ struct Vocabulary {
     spatial: BTreeMap<String, u32>,
     /// Verb predicates as written ("riding", "sitting on") -> lemma and count.
     verbs: BTreeMap<String, (String, u32)>,
-    /// Category -> its object lemmas in name order, so a slot scans only its own kind.
-    by_category: BTreeMap<String, Vec<String>>,
+}
+
+/// The words a slot may draw from, filtered once at build time by everything that does
+/// not depend on the caption (count, surface form, particle), in vocabulary order. A
+/// slot then only leaves out its own caption's few words: the per-caption filter used
+/// to look every word of a category up again, a cost that grew with the vocabulary
+/// (that is, with the corpus).
+#[derive(Default)]
+struct Candidates {
+    /// Category -> object lemmas that have a singular (resp. plural) surface form.
+    singular_objects: BTreeMap<String, Vec<String>>,
+    plural_objects: BTreeMap<String, Vec<String>>,
+    /// Attribute kind -> one-word values.
+    attributes: BTreeMap<AttributeKind, Vec<String>>,
+    /// Spatial prepositions that may replace one ("of", "with", ... never do).
+    spatial: Vec<String>,
+    /// Verb predicates as written, with the first word of their lemma: without a
+    /// particle (`[0]`) and with one (`[1]`).
+    verbs: [Vec<(String, String)>; 2],
+}
+
+impl Candidates {
+    fn of(vocabulary: &Vocabulary, min_count: u32) -> Candidates {
+        let mut c = Candidates::default();
+        for (name, w) in vocabulary
+            .objects
+            .iter()
+            .filter(|(_, w)| w.count >= min_count)
+        {
+            for (form, lists) in [
+                (&w.singular, &mut c.singular_objects),
+                (&w.plural, &mut c.plural_objects),
+            ] {
+                if form.is_some() {
+                    lists
+                        .entry(w.category.clone())
+                        .or_default()
+                        .push(name.clone());
+                }
+            }
+        }
+        for (kind, values) in &vocabulary.attributes {
+            c.attributes.insert(
+                *kind,
+                values
+                    .iter()
+                    .filter(|(v, n)| **n >= min_count && !v.contains(' '))
+                    .map(|(v, _)| v.clone())
+                    .collect(),
+            );
+        }
+        c.spatial = vocabulary
+            .spatial
+            .iter()
+            .filter(|(p, n)| {
+                **n >= min_count && !matches!(p.as_str(), "of" | "with" | "for" | "like")
+            })
+            .map(|(p, _)| p.clone())
+            .collect();
+        for (written, (lemma, n)) in &vocabulary.verbs {
+            if *n >= min_count {
+                let head = lemma.split(' ').next().unwrap_or("").to_string();
+                c.verbs[usize::from(written.contains(' '))].push((written.clone(), head));
+            }
+        }
+        c
+    }
 }
 
 #[derive(Default, Clone)]
@@ -340,6 +405,7 @@ pub struct SceneGraphStage {
     seed: u64,
     parser: Parser,
     vocabulary: Vocabulary,
+    candidates: Candidates,
     model: NgramModel,
     encoder: Option<TextEncoder>,
     /// Parsed graph of every pair, in corpus order.
@@ -374,13 +440,7 @@ impl SceneGraphStage {
         for (caption, graph) in texts.iter().zip(graphs.iter().chain(&text_graphs)) {
             learn(&parser, &mut vocabulary, caption, graph);
         }
-        for (name, word) in &vocabulary.objects {
-            vocabulary
-                .by_category
-                .entry(word.category.clone())
-                .or_default()
-                .push(name.clone());
-        }
+        let candidates = Candidates::of(&vocabulary, config.min_candidate_count);
         let model = language_model(
             &config.language_model,
             corpus,
@@ -397,6 +457,7 @@ impl SceneGraphStage {
             seed: context.seed,
             parser,
             vocabulary,
+            candidates,
             model,
             encoder,
             graphs,
@@ -470,19 +531,15 @@ impl SceneGraphStage {
             let Some(entry) = self.vocabulary.objects.get(&object.name) else {
                 continue;
             };
-            let names: Vec<&String> = self.vocabulary.by_category[&entry.category]
-                .iter()
-                .map(|name| (name, &self.vocabulary.objects[name]))
-                .filter(|(name, w)| {
-                    w.count >= self.config.min_candidate_count
-                        && !present.contains(name.as_str())
-                        && if object.plural {
-                            w.plural.is_some()
-                        } else {
-                            w.singular.is_some()
-                        }
-                })
-                .map(|(name, _)| name)
+            let by_category = match object.plural {
+                true => &self.candidates.plural_objects,
+                false => &self.candidates.singular_objects,
+            };
+            let names: Vec<&String> = by_category
+                .get(&entry.category)
+                .into_iter()
+                .flatten()
+                .filter(|name| !present.contains(name.as_str()))
                 .collect();
             let words: Vec<String> = self
                 .draw(names, rng, |name| {
@@ -549,17 +606,12 @@ impl SceneGraphStage {
                 .filter(|b| b.object == attribute.object)
                 .map(|b| b.value.as_str())
                 .collect();
-            let Some(values) = self.vocabulary.attributes.get(&attribute.kind) else {
+            let Some(values) = self.candidates.attributes.get(&attribute.kind) else {
                 continue;
             };
             let values: Vec<&String> = values
                 .iter()
-                .filter(|(v, n)| {
-                    **n >= self.config.min_candidate_count
-                        && !same_object.contains(v.as_str())
-                        && !v.contains(' ')
-                })
-                .map(|(v, _)| v)
+                .filter(|v| !same_object.contains(v.as_str()))
                 .collect();
             let words = self.draw(values, rng, |v| {
                 !wn.similar_adjectives(v, &attribute.value)
@@ -613,16 +665,7 @@ impl SceneGraphStage {
             let words: Vec<String> = match relation.kind {
                 RelationKind::Spatial => {
                     let canonical = canonical_spatial(&written);
-                    let prepositions = self
-                        .vocabulary
-                        .spatial
-                        .iter()
-                        .filter(|(p, n)| {
-                            **n >= self.config.min_candidate_count
-                                && !matches!(p.as_str(), "of" | "with" | "for" | "like")
-                        })
-                        .map(|(p, _)| p)
-                        .collect();
+                    let prepositions = self.candidates.spatial.iter().collect();
                     self.draw(prepositions, rng, |p| canonical_spatial(p) != canonical)
                 }
                 RelationKind::Verb => {
@@ -631,15 +674,9 @@ impl SceneGraphStage {
                     let form = form_of(&written);
                     let has_particle = written.contains(' ');
                     let verb = relation.predicate.split(' ').next().unwrap_or("");
-                    let verbs = self
-                        .vocabulary
-                        .verbs
+                    let verbs = self.candidates.verbs[usize::from(has_particle)]
                         .iter()
-                        .filter(|(w, (lemma, n))| {
-                            *n >= self.config.min_candidate_count
-                                && w.contains(' ') == has_particle
-                                && lemma.split(' ').next() != Some(verb)
-                        })
+                        .filter(|(_, head)| head != verb)
                         .map(|(w, _)| w)
                         .collect();
                     self.draw(verbs, rng, |w| {
