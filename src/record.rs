@@ -44,6 +44,15 @@ pub struct Corpus {
 }
 
 impl Corpus {
+    /// Every pair's caption, then every text-corpus text: the order corpus-wide text
+    /// models (vocabulary, language model) read them in.
+    pub fn all_texts(&self) -> impl Iterator<Item = &str> {
+        self.pairs
+            .iter()
+            .map(|p| p.caption.as_str())
+            .chain(self.texts.iter().map(|t| t.text.as_str()))
+    }
+
     /// Per pair, a dense id of its image (dataset + image id), in order of first
     /// appearance: pairs with equal ids show the same image.
     pub fn image_groups(&self) -> Vec<u32> {

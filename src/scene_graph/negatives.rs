@@ -425,12 +425,7 @@ impl SceneGraphStage {
             .map(|p| parser.parse(&p.caption))
             .collect();
         // Pair captions and text-corpus texts, in that order: vocabulary and model source.
-        let texts: Vec<&str> = corpus
-            .pairs
-            .iter()
-            .map(|p| p.caption.as_str())
-            .chain(corpus.texts.iter().map(|t| t.text.as_str()))
-            .collect();
+        let texts: Vec<&str> = corpus.all_texts().collect();
         let text_graphs: Vec<SceneGraph> = corpus
             .texts
             .par_iter()
@@ -780,12 +775,7 @@ pub fn language_model(
     index_dir: &Path,
     policy: IndexPolicy,
 ) -> Result<NgramModel> {
-    let texts: Vec<&str> = corpus
-        .pairs
-        .iter()
-        .map(|p| p.caption.as_str())
-        .chain(corpus.texts.iter().map(|t| t.text.as_str()))
-        .collect();
+    let texts: Vec<&str> = corpus.all_texts().collect();
     let settings = format!("order={} min_count={}", config.order, config.min_count);
     let inputs = crate::artifact::inputs_sha256(&settings, texts.iter().copied());
     crate::artifact::Artifact {
