@@ -53,6 +53,14 @@ impl Corpus {
             .chain(self.texts.iter().map(|t| t.text.as_str()))
     }
 
+    /// [`Corpus::all_texts`] with each distinct text once, at its first occurrence: a
+    /// caption repeated across images is one piece of evidence about the language, so
+    /// repeating a corpus changes neither the word counts nor the language model.
+    pub fn distinct_texts(&self) -> impl Iterator<Item = &str> {
+        let mut seen = std::collections::HashSet::new();
+        self.all_texts().filter(move |t| seen.insert(*t))
+    }
+
     /// Per pair, a dense id of its image (dataset + image id), in order of first
     /// appearance: pairs with equal ids show the same image.
     pub fn image_groups(&self) -> Vec<u32> {

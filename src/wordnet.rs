@@ -6,7 +6,7 @@
 //! internal id, their words and the few pointer kinds we query (hypernym, attribute,
 //! similar-to) in flat side tables, so a lookup never touches the files again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -149,14 +149,55 @@ struct IndexEntry {
     tagged: u32,
 }
 
+/// One part of speech's index. The lemmas' text lies in one buffer, so a binary search
+/// stays within one allocation: as separate small strings they landed wherever the heap
+/// had room, scattered over a 1M-pair corpus, and string compares under these lookups
+/// took a third of a scene-graph worker's time.
+#[derive(Default)]
+struct Index {
+    text: String,
+    /// Sorted by lemma: where each lemma ends in `text` (it starts where the one before
+    /// ends), and its entry.
+    lemmas: Vec<(u32, IndexEntry)>,
+}
+
+impl Index {
+    fn new(mut entries: Vec<(Box<str>, IndexEntry)>) -> Index {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut index = Index {
+            text: String::with_capacity(entries.iter().map(|(l, _)| l.len()).sum()),
+            lemmas: Vec::with_capacity(entries.len()),
+        };
+        for (lemma, entry) in entries {
+            index.text.push_str(&lemma);
+            index.lemmas.push((index.text.len() as u32, entry));
+        }
+        index
+    }
+
+    fn get(&self, lemma: &str) -> Option<&IndexEntry> {
+        let start = |i: usize| if i == 0 { 0 } else { self.lemmas[i - 1].0 as usize };
+        let mut range = 0..self.lemmas.len();
+        while !range.is_empty() {
+            let mid = range.start + range.len() / 2;
+            let (end, entry) = &self.lemmas[mid];
+            match self.text[start(mid)..*end as usize].cmp(lemma) {
+                std::cmp::Ordering::Less => range.start = mid + 1,
+                std::cmp::Ordering::Greater => range.end = mid,
+                std::cmp::Ordering::Equal => return Some(entry),
+            }
+        }
+        None
+    }
+}
+
 pub struct WordNet {
     synsets: Vec<Synset>,
     /// Synset words, lowercased, spaces for underscores, adjective markers stripped.
     words: Vec<Box<str>>,
     ptrs: Vec<Ptr>,
-    /// Per pos, sorted by lemma (spaces for underscores) so lookups can binary-search
-    /// and `lemmas` can hand out the sorted order without a second copy of the strings.
-    index: [Vec<(Box<str>, IndexEntry)>; 4],
+    /// Per pos, sorted by lemma (spaces for underscores) so lookups can binary-search.
+    index: [Index; 4],
     index_synsets: Vec<u32>,
     /// Per pos: inflected form -> base forms.
     exceptions: [HashMap<Box<str>, Vec<Box<str>>>; 4],
@@ -306,8 +347,7 @@ impl WordNet {
                 entries.push(entry);
             }
             // The files sort by the underscore spelling; spaces sort differently.
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            wn.index[pos.idx()] = entries;
+            wn.index[pos.idx()] = Index::new(entries);
         }
 
         for pos in Pos::ALL {
@@ -463,9 +503,7 @@ impl WordNet {
     }
 
     fn entry(&self, normalized: &str, pos: Pos) -> Option<&IndexEntry> {
-        let list = &self.index[pos.idx()];
-        let i = list.binary_search_by(|(l, _)| (**l).cmp(normalized)).ok()?;
-        Some(&list[i].1)
+        self.index[pos.idx()].get(normalized)
     }
 
     /// Synset ids of `lemma` as `pos`, most frequent sense first.
@@ -592,13 +630,15 @@ impl WordNet {
     /// Breadth-first walk up the hypernyms of `from`; true when it meets `targets`
     /// within `max_depth` steps. The seen set keeps multiple inheritance from repeating.
     fn reaches(&self, from: &[u32], targets: &[u32], max_depth: usize) -> bool {
-        let mut seen: HashSet<u32> = from.iter().copied().collect();
+        // Hypernym chains are short: a list beats a hash set, allocated on every call.
+        let mut seen: Vec<u32> = from.to_vec();
         let mut frontier = from.to_vec();
         for _ in 0..max_depth {
             let mut next = Vec::new();
             for &id in &frontier {
                 for p in self.ptrs_of(id, PtrKind::Hypernym) {
-                    if seen.insert(p.target) {
+                    if !seen.contains(&p.target) {
+                        seen.push(p.target);
                         if targets.contains(&p.target) {
                             return true;
                         }

@@ -93,7 +93,7 @@ pub struct SceneGraphConfig {
     pub encoder: Option<PathBuf>,
     #[serde(default = "default_max_similarity")]
     pub max_similarity: f32,
-    /// Words used fewer times than this in the corpus are not offered as replacements.
+    /// Words used in fewer distinct texts than this are not offered as replacements.
     #[serde(default = "default_min_candidate_count")]
     pub min_candidate_count: u32,
 }
@@ -255,9 +255,13 @@ struct Vocabulary {
 /// (that is, with the corpus).
 #[derive(Default)]
 struct Candidates {
+    /// Every object lemma of the vocabulary, in its order; lists below hold indices into
+    /// it, so filtering a category compares numbers, not strings scattered in the heap.
+    object_names: Vec<String>,
+    object_ids: HashMap<String, u32>,
     /// Category -> object lemmas that have a singular (resp. plural) surface form.
-    singular_objects: BTreeMap<String, Vec<String>>,
-    plural_objects: BTreeMap<String, Vec<String>>,
+    singular_objects: BTreeMap<String, Vec<u32>>,
+    plural_objects: BTreeMap<String, Vec<u32>>,
     /// Attribute kind -> one-word values.
     attributes: BTreeMap<AttributeKind, Vec<String>>,
     /// Spatial prepositions that may replace one ("of", "with", ... never do).
@@ -275,15 +279,15 @@ impl Candidates {
             .iter()
             .filter(|(_, w)| w.count >= min_count)
         {
+            let id = c.object_names.len() as u32;
+            c.object_names.push(name.clone());
+            c.object_ids.insert(name.clone(), id);
             for (form, lists) in [
                 (&w.singular, &mut c.singular_objects),
                 (&w.plural, &mut c.plural_objects),
             ] {
                 if form.is_some() {
-                    lists
-                        .entry(w.category.clone())
-                        .or_default()
-                        .push(name.clone());
+                    lists.entry(w.category.clone()).or_default().push(id);
                 }
             }
         }
@@ -408,8 +412,10 @@ pub struct SceneGraphStage {
     candidates: Candidates,
     model: NgramModel,
     encoder: Option<TextEncoder>,
-    /// Parsed graph of every pair, in corpus order.
+    /// Parsed graph of every distinct text.
     graphs: Vec<SceneGraph>,
+    /// Per pair, in corpus order, the index of its caption's graph.
+    graph_of_pair: Vec<u32>,
 }
 
 impl SceneGraphStage {
@@ -419,21 +425,15 @@ impl SceneGraphStage {
         context: &BuildContext,
     ) -> Result<SceneGraphStage> {
         let parser = Parser::load(&config.wordnet_dir)?;
-        let graphs: Vec<SceneGraph> = corpus
-            .pairs
-            .par_iter()
-            .map(|p| parser.parse(&p.caption))
-            .collect();
-        // Pair captions and text-corpus texts, in that order: vocabulary and model source.
-        let texts: Vec<&str> = corpus.all_texts().collect();
-        let text_graphs: Vec<SceneGraph> = corpus
-            .texts
-            .par_iter()
-            .map(|t| parser.parse(&t.text))
-            .collect();
+        // Pair captions and text-corpus texts, in that order, each distinct text parsed
+        // once: a repeated caption shares its graph, and counts once in the vocabulary,
+        // as in the language model.
+        let text_ids = crate::record::dense_ids(corpus.all_texts());
+        let distinct: Vec<&str> = corpus.distinct_texts().collect();
+        let graphs: Vec<SceneGraph> = distinct.par_iter().map(|t| parser.parse(t)).collect();
         let mut vocabulary = Vocabulary::default();
-        for (caption, graph) in texts.iter().zip(graphs.iter().chain(&text_graphs)) {
-            learn(&parser, &mut vocabulary, caption, graph);
+        for (text, graph) in distinct.iter().zip(&graphs) {
+            learn(&parser, &mut vocabulary, text, graph);
         }
         let candidates = Candidates::of(&vocabulary, config.min_candidate_count);
         let model = language_model(
@@ -456,6 +456,7 @@ impl SceneGraphStage {
             model,
             encoder,
             graphs,
+            graph_of_pair: text_ids[..corpus.pairs.len()].to_vec(),
         })
     }
 
@@ -517,7 +518,11 @@ impl SceneGraphStage {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Edit> {
         let lex = self.parser.lexicon();
-        let present: BTreeSet<&str> = graph.objects.iter().map(|o| o.name.as_str()).collect();
+        let present: Vec<u32> = graph
+            .objects
+            .iter()
+            .filter_map(|o| self.candidates.object_ids.get(&o.name).copied())
+            .collect();
         let mut order: Vec<usize> = (0..graph.objects.len()).collect();
         order.shuffle(rng);
         let mut out = Vec::new();
@@ -534,7 +539,8 @@ impl SceneGraphStage {
                 .get(&entry.category)
                 .into_iter()
                 .flatten()
-                .filter(|name| !present.contains(name.as_str()))
+                .filter(|id| !present.contains(id))
+                .map(|&id| &self.candidates.object_names[id as usize])
                 .collect();
             let words: Vec<String> = self
                 .draw(names, rng, |name| {
@@ -775,7 +781,7 @@ pub fn language_model(
     index_dir: &Path,
     policy: IndexPolicy,
 ) -> Result<NgramModel> {
-    let texts: Vec<&str> = corpus.all_texts().collect();
+    let texts: Vec<&str> = corpus.distinct_texts().collect();
     let settings = format!("order={} min_count={}", config.order, config.min_count);
     let inputs = crate::artifact::inputs_sha256(&settings, texts.iter().copied());
     crate::artifact::Artifact {
@@ -1051,7 +1057,7 @@ impl Stage for SceneGraphStage {
             .map(|row| {
                 let pair = &corpus.pairs[row];
                 let original = self.model.mean_log_prob(&pair.caption);
-                self.candidates(&pair.uid, &pair.caption, &self.graphs[row])
+                self.candidates(&pair.uid, &pair.caption, &self.graphs[self.graph_of_pair[row] as usize])
                     .into_iter()
                     .map(|edit| {
                         let (text, verdict, fluency) = match edit.apply(&pair.caption) {
@@ -1353,6 +1359,43 @@ mod tests {
                 >= 1,
             "{s:?}"
         );
+    }
+
+    /// Word support and the language model count distinct texts, so a corpus repeated
+    /// under new image ids gives its first copy the same negatives (and the same work per
+    /// pair: the scale bench repeats real captions up to 1M pairs).
+    #[test]
+    fn repeating_the_corpus_changes_no_negative() {
+        let captions = [
+            "a black dog on a red bed",
+            "a white cat under a wooden table",
+            "a man riding a brown horse on a beach",
+            "a woman holding a red umbrella next to a car",
+            "a small dog and a large cat on a bed",
+            "a cat on a table",
+            "a white horse near a black car",
+        ];
+        let negatives_of = |copies: usize| {
+            let repeated: Vec<&str> = (0..copies).flat_map(|_| captions).collect();
+            let corpus = corpus(&repeated);
+            let config = SceneGraphConfig {
+                min_candidate_count: 2,
+                ..SceneGraphConfig::default()
+            };
+            let out = tempfile::tempdir().unwrap();
+            let stage =
+                SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
+                    .unwrap();
+            let mut got = vec![Augmented::default(); captions.len()];
+            let mut stats = Stats::new();
+            stage
+                .augment(&corpus, 0..captions.len(), &mut got, &mut stats)
+                .unwrap();
+            got.into_iter().map(|a| a.negatives).collect::<Vec<_>>()
+        };
+        let once = negatives_of(1);
+        assert!(once.iter().any(|n| !n.is_empty()), "{once:?}");
+        assert_eq!(negatives_of(3), once);
     }
 
     #[test]
