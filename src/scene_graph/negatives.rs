@@ -1057,7 +1057,8 @@ impl Stage for SceneGraphStage {
             .map(|row| {
                 let pair = &corpus.pairs[row];
                 let original = self.model.mean_log_prob(&pair.caption);
-                self.candidates(&pair.uid, &pair.caption, &self.graphs[self.graph_of_pair[row] as usize])
+                let graph = &self.graphs[self.graph_of_pair[row] as usize];
+                self.candidates(&pair.uid, &pair.caption, graph)
                     .into_iter()
                     .map(|edit| {
                         let (text, verdict, fluency) = match edit.apply(&pair.caption) {
