@@ -176,7 +176,13 @@ impl Index {
     }
 
     fn get(&self, lemma: &str) -> Option<&IndexEntry> {
-        let start = |i: usize| if i == 0 { 0 } else { self.lemmas[i - 1].0 as usize };
+        let start = |i: usize| {
+            if i == 0 {
+                0
+            } else {
+                self.lemmas[i - 1].0 as usize
+            }
+        };
         let mut range = 0..self.lemmas.len();
         while !range.is_empty() {
             let mid = range.start + range.len() / 2;

@@ -40,6 +40,13 @@ pub enum ImageEmbeddingConfig {
         /// together ("a red star", not "something red and some star").
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         bind: bool,
+        /// Also colour regions: per colour of a 15-colour palette (12 hues, black, grey,
+        /// white), how much of the image it covers, where (centroid and spread) and
+        /// which edge orientations border it. Objects of one colour read as one region:
+        /// which colour is star-shaped, large, on the left, where the grid only says it
+        /// cell by cell.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        regions: bool,
     },
     /// CLIP's image tower from a Hugging Face model folder (`config.json`,
     /// `model.safetensors`).
@@ -68,6 +75,7 @@ impl Default for ImageEmbeddingConfig {
             grid: default_grid(),
             size: default_size(),
             bind: false,
+            regions: false,
         }
     }
 }
@@ -92,7 +100,12 @@ pub trait ImageEmbedder: Sync {
 impl ImageEmbeddingConfig {
     pub fn build(&self) -> Result<Box<dyn ImageEmbedder>> {
         match self {
-            ImageEmbeddingConfig::Descriptor { grid, size, bind } => {
+            ImageEmbeddingConfig::Descriptor {
+                grid,
+                size,
+                bind,
+                regions,
+            } => {
                 if *grid == 0 || *size < 2 * grid {
                     return Err(Error::Stage {
                         stage: "retrieval".into(),
@@ -105,6 +118,7 @@ impl ImageEmbeddingConfig {
                     grid: *grid,
                     size: *size,
                     bind: *bind,
+                    regions: *regions,
                 }))
             }
             ImageEmbeddingConfig::Clip { model } => Ok(Box::new(super::clip::Clip::load(model)?)),
@@ -131,12 +145,17 @@ pub struct Descriptor {
     grid: usize,
     size: usize,
     bind: bool,
+    regions: bool,
 }
 
 impl ImageEmbedder for Descriptor {
     fn id(&self) -> String {
         let bind = if self.bind { "/bind" } else { "" };
-        format!("descriptor-v1/grid{}/size{}{bind}", self.grid, self.size)
+        let regions = if self.regions { "/regions" } else { "" };
+        format!(
+            "descriptor-v1/grid{}/size{}{bind}{regions}",
+            self.grid, self.size
+        )
     }
 
     fn embed(&self, image: &ImageRef) -> Result<Vec<f32>> {
@@ -203,9 +222,11 @@ impl Descriptor {
             let bin = |v: f32| usize::from(v >= 128.0);
             bin(p[0]) * 4 + bin(p[1]) * 2 + bin(p[2])
         };
+        let mut regions = Regions::new(self.regions);
         for y in 0..s {
             for x in 0..s {
                 let p = pixel(x, y);
+                regions.add_pixel(p, x, y);
                 let bin = |v: f32, n: usize| ((v / 256.0 * n as f32) as usize).min(n - 1);
                 global[bin(p[0], 4) * 16 + bin(p[1], 4) * 4 + bin(p[2], 4)] += 1.0;
                 let cell = (y * g / s) * g + x * g / s;
@@ -218,16 +239,20 @@ impl Descriptor {
                     let angle = dy.atan2(dx).rem_euclid(std::f32::consts::PI);
                     let bin = ((angle / std::f32::consts::PI * 8.0) as usize).min(7);
                     edges[cell * 8 + bin] += magnitude;
-                    if self.bind && magnitude > 0.0 {
+                    if (self.bind || self.regions) && magnitude > 0.0 {
                         // Both sides of the edge, one pixel along the gradient: the
                         // shape's colour and whatever it stands on.
                         let (ux, uy) = (dx / magnitude, dy / magnitude);
                         for side in [-1.0f32, 1.0] {
                             let nx = (x as f32 + side * ux).round() as usize;
                             let ny = (y as f32 + side * uy).round() as usize;
-                            let slot = colour_bin(pixel(nx, ny)) * 8 + bin;
-                            bound[slot] += magnitude;
-                            bound[(1 + cell) * 64 + slot] += magnitude;
+                            let beside = pixel(nx, ny);
+                            regions.add_edge(beside, bin, magnitude);
+                            if self.bind {
+                                let slot = colour_bin(beside) * 8 + bin;
+                                bound[slot] += magnitude;
+                                bound[(1 + cell) * 64 + slot] += magnitude;
+                            }
                         }
                     }
                 }
@@ -248,7 +273,95 @@ impl Descriptor {
                 out.extend(unit_block(&bound[cell * 64..cell * 64 + 64], cell_weight));
             }
         }
+        regions.finish(s, &mut out);
         crate::hnsw::normalized(&out)
+    }
+}
+
+/// Hue bins of the region palette; then black, grey and white.
+const HUES: usize = 12;
+const PALETTE: usize = HUES + 3;
+
+/// The palette colour of an RGB pixel: unsaturated pixels by lightness, the rest by hue
+/// in 30-degree bins centred on red, orange, yellow, ...
+fn palette_bin(p: &[f32]) -> usize {
+    let (max, min) = (p[0].max(p[1]).max(p[2]), p[0].min(p[1]).min(p[2]));
+    let chroma = max - min;
+    if chroma < 48.0 {
+        return HUES + usize::from(max >= 85.0) + usize::from(max >= 170.0);
+    }
+    let hue = if max == p[0] {
+        ((p[1] - p[2]) / chroma).rem_euclid(6.0)
+    } else if max == p[1] {
+        (p[2] - p[0]) / chroma + 2.0
+    } else {
+        (p[0] - p[1]) / chroma + 4.0
+    } * 60.0;
+    (((hue + 15.0) / 30.0) as usize) % HUES
+}
+
+/// Running sums of the colour-region block (see `ImageEmbeddingConfig::Descriptor`).
+struct Regions {
+    on: bool,
+    /// Per palette colour: pixels, sum of x, of y, of x², of y².
+    moments: [[f32; 5]; PALETTE],
+    /// Per palette colour, edge magnitude by orientation bin.
+    edges: [[f32; 8]; PALETTE],
+}
+
+impl Regions {
+    fn new(on: bool) -> Regions {
+        Regions {
+            on,
+            moments: [[0.0; 5]; PALETTE],
+            edges: [[0.0; 8]; PALETTE],
+        }
+    }
+
+    fn add_pixel(&mut self, p: &[f32], x: usize, y: usize) {
+        if self.on {
+            let (x, y) = (x as f32, y as f32);
+            let m = &mut self.moments[palette_bin(p)];
+            for (slot, v) in m.iter_mut().zip([1.0, x, y, x * x, y * y]) {
+                *slot += v;
+            }
+        }
+    }
+
+    fn add_edge(&mut self, p: &[f32], orientation: usize, magnitude: f32) {
+        if self.on {
+            self.edges[palette_bin(p)][orientation] += magnitude;
+        }
+    }
+
+    /// Appends per colour: the square root of its share of the image, its centroid and
+    /// spread (in image widths, centred on 0), and its edge orientations as a unit block
+    /// scaled like the share. A colour of fewer than `MIN_PIXELS` pixels (anti-aliasing
+    /// fringes) counts as absent.
+    fn finish(&self, side: usize, out: &mut Vec<f32>) {
+        const MIN_PIXELS: f32 = 4.0;
+        if !self.on {
+            return;
+        }
+        let (side, total) = (side as f32, (side * side) as f32);
+        for (m, edges) in self.moments.iter().zip(&self.edges) {
+            let n = m[0];
+            if n < MIN_PIXELS {
+                out.extend([0.0; 13]);
+                continue;
+            }
+            let share = (n / total).sqrt();
+            let (cx, cy) = (m[1] / n, m[2] / n);
+            let spread = |sq: f32, c: f32| (sq / n - c * c).max(0.0).sqrt() / side;
+            out.extend([
+                share,
+                (cx + 0.5) / side - 0.5,
+                (cy + 0.5) / side - 0.5,
+                spread(m[3], cx),
+                spread(m[4], cy),
+            ]);
+            out.extend(unit_block(edges, share));
+        }
     }
 }
 
@@ -462,4 +575,93 @@ fn read_image_paths(path: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A white image with a filled `colour` square and a filled `other` disc beside it.
+    fn scene(colour: [u8; 3], other: [u8; 3], square_left: bool) -> Rgb {
+        let side = 64;
+        let mut data = vec![240u8; side * side * 3];
+        let (square_x, disc_x) = if square_left { (8, 44) } else { (36, 20) };
+        for y in 0..side {
+            for x in 0..side {
+                let in_square = (square_x..square_x + 20).contains(&x) && (22..42).contains(&y);
+                let (dx, dy) = (x as f32 - disc_x as f32, y as f32 - 32.0);
+                let in_disc = dx * dx + dy * dy <= 100.0;
+                let paint = match (in_square, in_disc) {
+                    (true, _) => colour,
+                    (_, true) => other,
+                    _ => continue,
+                };
+                data[(y * side + x) * 3..(y * side + x) * 3 + 3].copy_from_slice(&paint);
+            }
+        }
+        Rgb {
+            width: side,
+            height: side,
+            data,
+        }
+    }
+
+    const RED: [u8; 3] = [214, 39, 40];
+    const BLUE: [u8; 3] = [31, 80, 210];
+
+    #[test]
+    fn palette_keeps_nearby_hues_apart() {
+        let bin = |rgb: [u8; 3]| palette_bin(&rgb.map(f32::from));
+        let named = [
+            RED,
+            [255, 127, 14],
+            [232, 196, 0],
+            [34, 160, 60],
+            BLUE,
+            [128, 52, 168],
+            [20, 20, 20],
+            [128, 128, 128],
+            [236, 234, 226],
+        ];
+        let bins: std::collections::BTreeSet<usize> = named.iter().map(|&c| bin(c)).collect();
+        assert_eq!(bins.len(), named.len(), "{:?}", named.map(bin));
+    }
+
+    #[test]
+    fn regions_place_each_colour_and_tell_swapped_colours_apart() {
+        let describe = |regions| Descriptor {
+            grid: 4,
+            size: 64,
+            bind: false,
+            regions,
+        };
+        let image = scene(RED, BLUE, true);
+        let plain = describe(false).describe(&image);
+        let with = describe(true).describe(&image);
+        assert_eq!(with.len(), plain.len() + PALETTE * 13);
+
+        // Before the final normalisation: the red square's region sits left of centre,
+        // the blue disc's right of it, each with its own share of the pixels.
+        let mut regions = Regions::new(true);
+        let small = box_resize(&image, 64);
+        for y in 0..64 {
+            for x in 0..64 {
+                regions.add_pixel(&small[(y * 64 + x) * 3..(y * 64 + x) * 3 + 3], x, y);
+            }
+        }
+        let mut block = Vec::new();
+        regions.finish(64, &mut block);
+        let of = |rgb: [u8; 3]| &block[palette_bin(&rgb.map(f32::from)) * 13..][..13];
+        let (red, blue) = (of(RED), of(BLUE));
+        assert!(red[1] < -0.1 && blue[1] > 0.1, "red {red:?}, blue {blue:?}");
+        assert!(
+            red[0] > blue[0],
+            "a 20x20 square covers more than a radius-10 disc"
+        );
+
+        // The same shapes with their colours swapped give another vector.
+        let swapped = describe(true).describe(&scene(BLUE, RED, true));
+        let distance = crate::hnsw::cosine_distance(&with, &swapped);
+        assert!(distance > 0.01, "{distance}");
+    }
 }
