@@ -135,7 +135,7 @@ bench: $(VENV)/.bench-deps build models apt-deps
 	# HNSW against hnswlib on GloVe 6B 50d and MiniLM caption vectors, then 1M random vectors.
 	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --prepare
 	$(VENV)/bin/python bench/hnsw_peer.py --work $(BENCH_OUT)/hnsw
-	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --scale 1000000
+	$(CARGO) bench --bench hnsw -- --data $(DATA) --out $(BENCH_OUT) --python $(abspath $(VENV))/bin/python --scale 1000000
 	# The tfidf, scene_graph and retrieval stages on 100k and 1M pairs (COCO + Flickr8k
 	# captions repeated with new ids): wall time, pairs/s, peak RSS; about 40 minutes.
 	$(CARGO) bench --bench scale -- --data $(DATA) --out $(BENCH_OUT) --minilm $(abspath $(MINILM))

