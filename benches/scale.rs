@@ -19,8 +19,7 @@ mod common;
 
 use anyhow::{bail, Context};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use cmcl::config::{Format, IngestConfig, Inputs};
-use common::{arg, source};
+use common::arg;
 use rand::{Rng, SeedableRng};
 
 const DIM: usize = 48;
@@ -100,37 +99,19 @@ fn main() -> anyhow::Result<()> {
 
 /// The COCO + Flickr8k pairs, with a dense id per image.
 fn base_pairs(data: &Path) -> anyhow::Result<(Vec<Base>, usize)> {
-    let inputs = Inputs {
-        pairs: vec![
-            source(
-                Format::Coco,
-                data.join("coco/annotations/captions_val2017.json"),
-                "coco",
-            ),
-            source(
-                Format::Flickr8k,
-                data.join("flickr8k/Flickr8k.token.txt"),
-                "flickr8k",
-            ),
-        ],
-        image_corpus: vec![],
-        text_corpus: vec![],
-    };
-    let (corpus, _) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
-    let mut ids: HashMap<(String, String), usize> = HashMap::new();
+    let (corpus, _) = common::coco_flickr(data, true)?;
+    let groups = corpus.image_groups();
+    let images = groups.iter().max().map_or(0, |&g| g as usize + 1);
     let base = corpus
         .pairs
-        .into_iter()
-        .map(|p| {
-            let next = ids.len();
-            let image = *ids.entry((p.dataset, p.image_id)).or_insert(next);
-            Base {
-                caption: p.caption.replace(['\n', '\r', '\t'], " "),
-                image,
-            }
+        .iter()
+        .zip(groups)
+        .map(|(p, image)| Base {
+            caption: common::one_line(&p.caption),
+            image: image as usize,
         })
         .collect();
-    Ok((base, ids.len()))
+    Ok((base, images))
 }
 
 /// Per base image, the normalised sum of a fixed random vector per word of its captions.

@@ -10,40 +10,17 @@ use std::time::Instant;
 
 mod common;
 
-use cmcl::config::{Format, IngestConfig, Inputs};
 use cmcl::tfidf::{TfidfConfig, TfidfIndex};
-use common::{arg, peak_rss_mib, source};
+use common::{arg, peak_rss_mib};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (data, out) = (arg(&args, "--data")?, arg(&args, "--out")?);
     std::fs::create_dir_all(&out)?;
-    let inputs = Inputs {
-        pairs: vec![
-            source(
-                Format::Coco,
-                data.join("coco/annotations/captions_val2017.json"),
-                "coco",
-            ),
-            source(
-                Format::Flickr8k,
-                data.join("flickr8k/Flickr8k.token.txt"),
-                "flickr8k",
-            ),
-        ],
-        image_corpus: vec![],
-        text_corpus: vec![],
-    };
-    let (corpus, report) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
-    let mut groups: Vec<u32> = Vec::with_capacity(corpus.pairs.len());
-    let mut images = std::collections::HashMap::new();
+    let (corpus, report) = common::coco_flickr(&data, true)?;
+    let groups = corpus.image_groups();
     let mut file = std::io::BufWriter::new(std::fs::File::create(out.join("captions.jsonl"))?);
-    for pair in &corpus.pairs {
-        let next = images.len() as u32;
-        let group = *images
-            .entry((pair.dataset.clone(), pair.image_id.clone()))
-            .or_insert(next);
-        groups.push(group);
+    for (pair, group) in corpus.pairs.iter().zip(&groups) {
         serde_json::to_writer(
             &mut file,
             &serde_json::json!({ "group": group, "caption": pair.caption }),
@@ -54,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     eprintln!(
         "{} captions of {} images ({} rejected)",
         corpus.pairs.len(),
-        images.len(),
+        groups.iter().max().map_or(0, |g| g + 1),
         report.rejects.len()
     );
 

@@ -156,9 +156,8 @@ struct IndexEntry {
 #[derive(Default)]
 struct Index {
     text: String,
-    /// Sorted by lemma: where each lemma ends in `text` (it starts where the one before
-    /// ends), and its entry.
-    lemmas: Vec<(u32, IndexEntry)>,
+    /// Sorted by lemma: where each lemma lies in `text`, and its entry.
+    lemmas: Vec<(u32, u32, IndexEntry)>,
 }
 
 impl Index {
@@ -169,31 +168,19 @@ impl Index {
             lemmas: Vec::with_capacity(entries.len()),
         };
         for (lemma, entry) in entries {
+            let start = index.text.len() as u32;
             index.text.push_str(&lemma);
-            index.lemmas.push((index.text.len() as u32, entry));
+            index.lemmas.push((start, index.text.len() as u32, entry));
         }
         index
     }
 
     fn get(&self, lemma: &str) -> Option<&IndexEntry> {
-        let start = |i: usize| {
-            if i == 0 {
-                0
-            } else {
-                self.lemmas[i - 1].0 as usize
-            }
-        };
-        let mut range = 0..self.lemmas.len();
-        while !range.is_empty() {
-            let mid = range.start + range.len() / 2;
-            let (end, entry) = &self.lemmas[mid];
-            match self.text[start(mid)..*end as usize].cmp(lemma) {
-                std::cmp::Ordering::Less => range.start = mid + 1,
-                std::cmp::Ordering::Greater => range.end = mid,
-                std::cmp::Ordering::Equal => return Some(entry),
-            }
-        }
-        None
+        let i = self
+            .lemmas
+            .binary_search_by(|&(start, end, _)| self.text[start as usize..end as usize].cmp(lemma))
+            .ok()?;
+        Some(&self.lemmas[i].2)
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+use cmcl::ingest::IngestReport;
+use cmcl::record::Corpus;
 
 pub fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
     Source {
@@ -18,8 +20,8 @@ pub fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
     }
 }
 
-/// The COCO val2017 captions, then (with `flickr`) the Flickr8k ones, one line each.
-pub fn captions(data: &Path, flickr: bool) -> anyhow::Result<Vec<String>> {
+/// The COCO val2017 pairs, then (with `flickr`) the Flickr8k ones, as cmcl ingests them.
+pub fn coco_flickr(data: &Path, flickr: bool) -> anyhow::Result<(Corpus, IngestReport)> {
     let mut pairs = vec![source(
         Format::Coco,
         data.join("coco/annotations/captions_val2017.json"),
@@ -37,12 +39,18 @@ pub fn captions(data: &Path, flickr: bool) -> anyhow::Result<Vec<String>> {
         image_corpus: vec![],
         text_corpus: vec![],
     };
-    let (corpus, _) = cmcl::ingest::ingest(&inputs, &IngestConfig::default())?;
-    Ok(corpus
-        .pairs
-        .into_iter()
-        .map(|p| p.caption.replace(['\n', '\r', '\t'], " "))
-        .collect())
+    Ok(cmcl::ingest::ingest(&inputs, &IngestConfig::default())?)
+}
+
+/// A caption on one line.
+pub fn one_line(caption: &str) -> String {
+    caption.replace(['\n', '\r', '\t'], " ")
+}
+
+/// The captions of [`coco_flickr`], one line each.
+pub fn captions(data: &Path, flickr: bool) -> anyhow::Result<Vec<String>> {
+    let (corpus, _) = coco_flickr(data, flickr)?;
+    Ok(corpus.pairs.iter().map(|p| one_line(&p.caption)).collect())
 }
 
 /// Peak resident set size of this process so far, in MiB.

@@ -255,10 +255,10 @@ struct Vocabulary {
 /// (that is, with the corpus).
 #[derive(Default)]
 struct Candidates {
-    /// Every object lemma of the vocabulary, in its order; lists below hold indices into
-    /// it, so filtering a category compares numbers, not strings scattered in the heap.
+    /// Every object lemma of the vocabulary, in its (sorted) order; lists below hold
+    /// indices into it, so filtering a category compares numbers, not strings scattered
+    /// in the heap.
     object_names: Vec<String>,
-    object_ids: HashMap<String, u32>,
     /// Category -> object lemmas that have a singular (resp. plural) surface form.
     singular_objects: BTreeMap<String, Vec<u32>>,
     plural_objects: BTreeMap<String, Vec<u32>>,
@@ -281,7 +281,6 @@ impl Candidates {
         {
             let id = c.object_names.len() as u32;
             c.object_names.push(name.clone());
-            c.object_ids.insert(name.clone(), id);
             for (form, lists) in [
                 (&w.singular, &mut c.singular_objects),
                 (&w.plural, &mut c.plural_objects),
@@ -429,7 +428,12 @@ impl SceneGraphStage {
         // once: a repeated caption shares its graph, and counts once in the vocabulary,
         // as in the language model.
         let text_ids = crate::record::dense_ids(corpus.all_texts());
-        let distinct: Vec<&str> = corpus.distinct_texts().collect();
+        let mut distinct: Vec<&str> = Vec::new();
+        for (text, &id) in corpus.all_texts().zip(&text_ids) {
+            if id as usize == distinct.len() {
+                distinct.push(text);
+            }
+        }
         let graphs: Vec<SceneGraph> = distinct.par_iter().map(|t| parser.parse(t)).collect();
         let mut vocabulary = Vocabulary::default();
         for (text, graph) in distinct.iter().zip(&graphs) {
@@ -521,7 +525,8 @@ impl SceneGraphStage {
         let present: Vec<u32> = graph
             .objects
             .iter()
-            .filter_map(|o| self.candidates.object_ids.get(&o.name).copied())
+            .filter_map(|o| self.candidates.object_names.binary_search(&o.name).ok())
+            .map(|id| id as u32)
             .collect();
         let mut order: Vec<usize> = (0..graph.objects.len()).collect();
         order.shuffle(rng);
@@ -1191,11 +1196,26 @@ mod tests {
             fluency_margin: 100.0,
             ..SceneGraphConfig::default()
         };
+        (built(config, &corpus), corpus)
+    }
+
+    /// The stage on `corpus`, its language model built in a scratch folder.
+    fn built(config: SceneGraphConfig, corpus: &Corpus) -> SceneGraphStage {
         let out = tempfile::tempdir().unwrap();
-        let stage =
-            SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
-                .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"));
-        (stage, corpus)
+        SceneGraphStage::build(config, corpus, &context(out.path(), IndexPolicy::Build))
+            .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"))
+    }
+
+    /// What the stage makes for `rows`, and its stats.
+    fn augmented(
+        stage: &SceneGraphStage,
+        corpus: &Corpus,
+        rows: Range<usize>,
+    ) -> (Vec<Augmented>, Stats) {
+        let mut out = vec![Augmented::default(); rows.len()];
+        let mut stats = Stats::new();
+        stage.augment(corpus, rows, &mut out, &mut stats).unwrap();
+        (out, stats)
     }
 
     fn context(out_dir: &Path, indexes: IndexPolicy) -> BuildContext<'_> {
@@ -1211,9 +1231,7 @@ mod tests {
     /// The negatives made for the first caption.
     fn negatives(captions: &[&str], kind: EditKind) -> Vec<String> {
         let (stage, corpus) = stage(captions, &[kind]);
-        let mut out = vec![Augmented::default()];
-        let mut stats = Stats::new();
-        stage.augment(&corpus, 0..1, &mut out, &mut stats).unwrap();
+        let (out, _) = augmented(&stage, &corpus, 0..1);
         out[0]
             .negatives
             .iter()
@@ -1343,13 +1361,7 @@ mod tests {
             fluency_margin: 0.0,
             ..SceneGraphConfig::default()
         };
-        let out = tempfile::tempdir().unwrap();
-        let stage =
-            SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
-                .unwrap();
-        let mut out = vec![Augmented::default()];
-        let mut stats = Stats::new();
-        stage.augment(&corpus, 0..1, &mut out, &mut stats).unwrap();
+        let (out, stats) = augmented(&built(config, &corpus), &corpus, 0..1);
         let s = &stats["scene_graph"];
         assert!(out[0].negatives.is_empty(), "{:?}", out[0].negatives);
         assert!(
@@ -1383,15 +1395,7 @@ mod tests {
                 min_candidate_count: 2,
                 ..SceneGraphConfig::default()
             };
-            let out = tempfile::tempdir().unwrap();
-            let stage =
-                SceneGraphStage::build(config, &corpus, &context(out.path(), IndexPolicy::Build))
-                    .unwrap();
-            let mut got = vec![Augmented::default(); captions.len()];
-            let mut stats = Stats::new();
-            stage
-                .augment(&corpus, 0..captions.len(), &mut got, &mut stats)
-                .unwrap();
+            let (got, _) = augmented(&built(config, &corpus), &corpus, 0..captions.len());
             got.into_iter().map(|a| a.negatives).collect::<Vec<_>>()
         };
         let once = negatives_of(1);
@@ -1507,9 +1511,7 @@ mod tests {
         ) {
             let refs: Vec<&str> = captions.iter().map(String::as_str).collect();
             let (stage, corpus) = stage(&refs, &EditKind::ALL);
-            let mut out = vec![Augmented::default(); corpus.pairs.len()];
-            let mut stats = Stats::new();
-            stage.augment(&corpus, 0..corpus.pairs.len(), &mut out, &mut stats).unwrap();
+            let (out, _) = augmented(&stage, &corpus, 0..corpus.pairs.len());
             for (pair, aug) in corpus.pairs.iter().zip(&out) {
                 for n in &aug.negatives {
                     let params: serde_json::Value = serde_json::from_str(&n.params).unwrap();
