@@ -43,7 +43,13 @@ fn main() -> anyhow::Result<()> {
     // The venv with hnswlib (`make bench` passes it); without it, cmcl's side only.
     let python = arg(&args, "--python").ok();
     let mut report = serde_json::Map::new();
-    for set in ["glove", "minilm"] {
+    // `--sets minilm` (comma-separated) measures only those.
+    let sets =
+        arg(&args, "--sets").map_or_else(|_| "glove,minilm".into(), |p| p.display().to_string());
+    for set in ["glove", "minilm"]
+        .into_iter()
+        .filter(|s| sets.split(',').any(|x| x == *s))
+    {
         let dir = work.join(set);
         if !dir.join("gt.npy").exists() {
             eprintln!(

@@ -345,8 +345,9 @@ pub fn l2_normalise(x: &Tensor) -> Result<Tensor> {
 
 /// Overwrites every variable with values drawn from `seed`, in name order, since
 /// candle's CPU generator cannot be seeded: weight matrices and kernels uniform with
-/// variance 1/fan-in (LeCun), embeddings with standard deviation 0.02, layer-norm gains
-/// 1, biases 0; `logit_scale` keeps its configured value.
+/// variance 1/fan-in (LeCun; an embedding table's fan-in is its width, as candle names
+/// it `weight` too), layer-norm gains 1, biases 0; `logit_scale` keeps its configured
+/// value.
 pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
     let vars = varmap
         .data()
@@ -361,14 +362,10 @@ pub fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
         let n: usize = shape.iter().product();
         let leaf = name.rsplit('.').next().unwrap_or(name);
         let is_norm = name.contains("norm");
-        let values: Vec<f32> = match (leaf, shape.len()) {
-            ("logit_scale", _) => continue,
-            ("bias", _) => vec![0.0; n],
-            ("weight", _) if is_norm => vec![1.0; n],
-            ("embeddings", _) => {
-                let bound = 0.02 * 3f32.sqrt();
-                (0..n).map(|_| rng.random_range(-bound..bound)).collect()
-            }
+        let values: Vec<f32> = match leaf {
+            "logit_scale" => continue,
+            "bias" => vec![0.0; n],
+            "weight" if is_norm => vec![1.0; n],
             _ => {
                 let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
                 let bound = (3.0 / fan_in as f32).sqrt();
