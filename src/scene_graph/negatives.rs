@@ -1347,10 +1347,11 @@ mod tests {
 
     #[test]
     fn unfluent_negatives_are_rejected_and_counted() {
+        // Distinct texts: the language model counts each text once.
         let captions = [
             "a man riding a horse on a beach",
-            "a man riding a horse on a beach",
-            "a man riding a horse on a beach",
+            "a man riding a horse",
+            "a boy riding a horse on a beach",
             "a dog on a bed",
             "a horse on a beach",
         ];
