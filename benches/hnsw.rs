@@ -44,8 +44,7 @@ fn main() -> anyhow::Result<()> {
     let python = arg(&args, "--python").ok();
     let mut report = serde_json::Map::new();
     // `--sets minilm` (comma-separated) measures only those.
-    let sets =
-        arg(&args, "--sets").map_or_else(|_| "glove,minilm".into(), |p| p.display().to_string());
+    let sets = common::value(&args, "--sets").unwrap_or("glove,minilm");
     for set in ["glove", "minilm"]
         .into_iter()
         .filter(|s| sets.split(',').any(|x| x == *s))
@@ -60,11 +59,7 @@ fn main() -> anyhow::Result<()> {
         }
         report.insert(set.into(), measure(&dir, set, params, python.as_deref())?);
     }
-    if let Some(n) = args
-        .iter()
-        .position(|a| a == "--scale")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(n) = common::value(&args, "--scale") {
         let n: usize = n.parse().context("--scale N")?;
         report.insert("scale".into(), scale(n, params)?);
     }

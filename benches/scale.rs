@@ -39,12 +39,8 @@ fn main() -> anyhow::Result<()> {
     );
     let minilm = arg(&args, "--minilm")?;
     let list = |name: &str, default: &str| -> Vec<String> {
-        let value = args
-            .iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1));
-        value
-            .map_or(default, |v| v.as_str())
+        common::value(&args, name)
+            .unwrap_or(default)
             .split(',')
             .map(String::from)
             .collect()

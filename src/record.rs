@@ -53,12 +53,19 @@ impl Corpus {
             .chain(self.texts.iter().map(|t| t.text.as_str()))
     }
 
-    /// [`Corpus::all_texts`] with each distinct text once, at its first occurrence: a
-    /// caption repeated across images is one piece of evidence about the language, so
-    /// repeating a corpus changes neither the word counts nor the language model.
-    pub fn distinct_texts(&self) -> impl Iterator<Item = &str> {
-        let mut seen = std::collections::HashSet::new();
-        self.all_texts().filter(move |t| seen.insert(*t))
+    /// [`Corpus::all_texts`] with each distinct text once, at its first occurrence, and
+    /// per text of `all_texts` the index of its distinct text: a caption repeated across
+    /// images is one piece of evidence about the language, so repeating a corpus changes
+    /// neither the word counts nor the language model.
+    pub fn distinct_texts(&self) -> (Vec<&str>, Vec<u32>) {
+        let ids = dense_ids(self.all_texts());
+        let mut distinct = Vec::new();
+        for (text, &id) in self.all_texts().zip(&ids) {
+            if id as usize == distinct.len() {
+                distinct.push(text);
+            }
+        }
+        (distinct, ids)
     }
 
     /// Per pair, a dense id of its image (dataset + image id), in order of first

@@ -63,11 +63,17 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// The value after `name` on the command line.
-pub fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
+/// The value after `name` on the command line, if given.
+pub fn value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The folder after `name` on the command line.
+pub fn arg(args: &[String], name: &str) -> anyhow::Result<PathBuf> {
+    value(args, name)
         .map(PathBuf::from)
         .with_context(|| format!("missing {name} DIR; run the benchmarks with `make bench`"))
 }

@@ -427,13 +427,7 @@ impl SceneGraphStage {
         // Pair captions and text-corpus texts, in that order, each distinct text parsed
         // once: a repeated caption shares its graph, and counts once in the vocabulary,
         // as in the language model.
-        let text_ids = crate::record::dense_ids(corpus.all_texts());
-        let mut distinct: Vec<&str> = Vec::new();
-        for (text, &id) in corpus.all_texts().zip(&text_ids) {
-            if id as usize == distinct.len() {
-                distinct.push(text);
-            }
-        }
+        let (distinct, text_ids) = corpus.distinct_texts();
         let graphs: Vec<SceneGraph> = distinct.par_iter().map(|t| parser.parse(t)).collect();
         let mut vocabulary = Vocabulary::default();
         for (text, graph) in distinct.iter().zip(&graphs) {
@@ -786,7 +780,7 @@ pub fn language_model(
     index_dir: &Path,
     policy: IndexPolicy,
 ) -> Result<NgramModel> {
-    let texts: Vec<&str> = corpus.distinct_texts().collect();
+    let (texts, _) = corpus.distinct_texts();
     let settings = format!("order={} min_count={}", config.order, config.min_count);
     let inputs = crate::artifact::inputs_sha256(&settings, texts.iter().copied());
     crate::artifact::Artifact {
