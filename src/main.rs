@@ -179,6 +179,10 @@ enum Command {
         /// Also write the table as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Which images to score: the held-out ones, or the training ones (how far
+        /// held-out scores trail those shows how much the model memorised).
+        #[arg(long, value_enum, default_value = "validation")]
+        split: cmcl::train::data::Split,
     },
     /// Print a shard's schema and first rows (a shard file, or a run folder).
     Inspect {
@@ -520,9 +524,14 @@ fn main() -> anyhow::Result<()> {
             }
             eprintln!("run is in {}", options.run_dir.display());
         }
-        Command::Eval { run, runs, json } => {
+        Command::Eval {
+            run,
+            runs,
+            json,
+            split,
+        } => {
             let (_, out_dir) = run.start()?;
-            let table = cmcl::train::compare(&out_dir.join("train"), &runs)?;
+            let table = cmcl::train::compare(&out_dir.join("train"), &runs, split)?;
             print!("{}", table.markdown());
             if let Some(path) = json {
                 cmcl::fsutil::write_bytes_atomic(&path, &serde_json::to_vec_pretty(&table)?)?;

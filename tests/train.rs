@@ -1,6 +1,7 @@
 //! `cmcl train` and `cmcl eval` on a small synthetic run: a run resumed after stopping
 //! ends with the same bytes as an uninterrupted one, metrics and the table come out,
-//! and shards without the optional columns still train.
+//! the training and held-out splits partition the images, and shards without the
+//! optional columns still train.
 
 mod common;
 
@@ -101,6 +102,38 @@ fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
         "{table}"
     );
     assert!(table.contains("tfidf"), "{table}");
+
+    // The two splits partition the images and the captions.
+    let counts = |split: &str| -> (u64, u64) {
+        let json = dir.path().join(format!("{split}.json"));
+        ok(&[
+            "eval",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--runs",
+            "whole",
+            "--split",
+            split,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let table: serde_json::Value = serde_json::from_slice(&read(json)).unwrap();
+        let report = &table["runs"][0][2];
+        (
+            report["images"].as_u64().unwrap(),
+            report["captions"].as_u64().unwrap(),
+        )
+    };
+    let (held_out, trained_on) = (counts("validation"), counts("train"));
+    assert!(
+        held_out.0 > 0 && trained_on.0 > 0,
+        "{held_out:?} {trained_on:?}"
+    );
+    let pairs = std::fs::read_to_string(dir.path().join("synth/pairs.jsonl")).unwrap();
+    assert_eq!(held_out.0 + trained_on.0, 24);
+    assert_eq!(held_out.1 + trained_on.1, pairs.lines().count() as u64);
 }
 
 #[test]

@@ -71,7 +71,8 @@ pub fn is_validation(dataset: &str, image_id: &str, seed: u64, fraction: f64) ->
     (x as f64 / u64::MAX as f64) < fraction
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which images a row belongs to: the held-out ones or the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Split {
     Train,
     Validation,

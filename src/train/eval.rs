@@ -37,15 +37,21 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Scores the held-out split of `files`, `batch` pairs at a time.
-pub fn evaluate(trainer: &Trainer, files: &[PathBuf], batch: usize) -> Result<EvalReport> {
+/// Scores one split of `files` (the held-out images, or the training ones to see how
+/// much of that is memorised), `batch` pairs at a time.
+pub fn evaluate(
+    trainer: &Trainer,
+    files: &[PathBuf],
+    split: Split,
+    batch: usize,
+) -> Result<EvalReport> {
     let mut image_index: HashMap<(String, String), usize> = HashMap::new();
     let mut images: Vec<Vec<f32>> = Vec::new();
     let mut captions: Vec<(Vec<f32>, usize)> = Vec::new();
     let mut report = EvalReport::default();
     let (seed, fraction) = (trainer.config.seed, trainer.config.data.validation_fraction);
     for file in files {
-        let rows = rows_of(file, Split::Validation, seed, fraction)?;
+        let rows = rows_of(file, split, seed, fraction)?;
         for chunk in rows.chunks(batch.max(1)) {
             // Each row's image slot; images not seen before are embedded once, here.
             let mut new: Vec<&crate::record::Pair> = Vec::new();

@@ -452,7 +452,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
         }
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
-        let report = eval::evaluate(&trainer, &files, batch)?;
+        let report = eval::evaluate(&trainer, &files, data::Split::Validation, batch)?;
         let temperature = trainer
             .model
             .scale()
@@ -556,9 +556,9 @@ pub struct Comparison {
     pub runs: Vec<(String, usize, EvalReport)>,
 }
 
-/// Evaluates the runs under `train_dir` (all, or those `names`), on the shards of the
-/// run folder above it.
-pub fn compare(train_dir: &Path, names: &[String]) -> Result<Comparison> {
+/// Evaluates the runs under `train_dir` (all, or those `names`) on `split` of the shards
+/// of the run folder above it.
+pub fn compare(train_dir: &Path, names: &[String], split: data::Split) -> Result<Comparison> {
     let mut names = names.to_vec();
     if names.is_empty() {
         let entries = std::fs::read_dir(train_dir).map_err(|e| Error::io(train_dir, e))?;
@@ -574,7 +574,7 @@ pub fn compare(train_dir: &Path, names: &[String]) -> Result<Comparison> {
     let mut runs = Vec::new();
     for name in names {
         let (trainer, _, state) = Trainer::load(&train_dir.join(&name))?;
-        let report = eval::evaluate(&trainer, &files, trainer.config.optim.batch_size)?;
+        let report = eval::evaluate(&trainer, &files, split, trainer.config.optim.batch_size)?;
         runs.push((name, state.epochs_done, report));
     }
     let kinds = runs
