@@ -42,8 +42,13 @@ fn main() -> anyhow::Result<()> {
     };
     // The venv with hnswlib (`make bench` passes it); without it, cmcl's side only.
     let python = arg(&args, "--python").ok();
-    let mut report = serde_json::Map::new();
-    // `--sets minilm` (comma-separated) measures only those.
+    // `--sets minilm` (comma-separated) measures only those; the others keep their last
+    // results, each stamped with when it was measured.
+    let mut report: serde_json::Map<String, serde_json::Value> =
+        std::fs::read(work.join("cmcl.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
     let sets = common::value(&args, "--sets").unwrap_or("glove,minilm");
     for set in ["glove", "minilm"]
         .into_iter()
@@ -57,14 +62,24 @@ fn main() -> anyhow::Result<()> {
             );
             continue;
         }
-        report.insert(set.into(), measure(&dir, set, params, python.as_deref())?);
+        let mut result = measure(&dir, set, params, python.as_deref())?;
+        result["measured_at_unix_s"] = now_unix_s().into();
+        report.insert(set.into(), result);
     }
     if let Some(n) = common::value(&args, "--scale") {
         let n: usize = n.parse().context("--scale N")?;
-        report.insert("scale".into(), scale(n, params)?);
+        let mut result = scale(n, params)?;
+        result["measured_at_unix_s"] = now_unix_s().into();
+        report.insert("scale".into(), result);
     }
     std::fs::write(work.join("cmcl.json"), serde_json::to_vec_pretty(&report)?)?;
     Ok(())
+}
+
+fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn prepare_minilm(data: &Path, dir: &Path) -> anyhow::Result<()> {
