@@ -9,8 +9,8 @@ Per set, under --work DIR:
   hnswlib  build on one thread, then recall@10 and QPS per ef: DIR/<set>/hnswlib.json;
            the index itself in DIR/<set>/hnswlib.bin.
 With --search SET, only loads SET's saved index and prints its recall@10 and QPS per ef as
-one JSON line: cmcl's benches/hnsw.rs runs that between its own search rounds, so both
-sides are timed in turns within one run of the machine.
+one JSON line: cmcl's benches/hnsw.rs runs that for one ef at a time, in turns with its
+own search at that ef, so both sides are timed seconds apart on the same machine.
 """
 import argparse
 import hashlib

@@ -141,25 +141,26 @@ fn measure(
     drop(Hnsw::build(&base.data, base.cols, params, None, &|_| {})?);
     let build_parallel = started.elapsed().as_secs_f64();
 
-    // Both sides search in turns, ROUNDS times, and each keeps its best time per ef: the
-    // machine's speed drifts over minutes, and a drift now falls on both sides alike.
+    // Both sides search in turns, one ef at a time, ROUNDS times (who goes first
+    // alternates), and each keeps its best time per ef: the machine's speed drifts over
+    // seconds to minutes, and searches seconds apart see nearly the same machine.
+    let peer_python = python.filter(|_| dir.join("hnswlib.bin").is_file());
     let mut ours = vec![(0.0, 0.0); EFS.len()];
-    let mut theirs: Option<Vec<(f64, f64)>> = None;
+    let mut theirs = vec![(0.0, 0.0); if peer_python.is_some() { EFS.len() } else { 0 }];
     for round in 0..ROUNDS {
-        if let Some(python) = python.filter(|_| dir.join("hnswlib.bin").is_file()) {
-            let runs = peer_round(python, dir, set)?;
-            let best = theirs.get_or_insert_with(|| runs.clone());
-            for (b, r) in best.iter_mut().zip(runs) {
-                b.1 = f64::max(b.1, r.1);
-            }
-        }
         for (slot, &ef) in EFS.iter().enumerate() {
-            let (recall, qps) = own_run(&index, &queries, &gt, ef)?;
-            ours[slot] = (recall, f64::max(ours[slot].1, qps));
+            for turn in 0..2 {
+                if (turn + round) % 2 == 0 {
+                    let (recall, qps) = own_run(&index, &queries, &gt, ef)?;
+                    ours[slot] = (recall, f64::max(ours[slot].1, qps));
+                } else if let Some(python) = peer_python {
+                    let (recall, qps) = peer_run(python, dir, set, ef)?;
+                    theirs[slot] = (recall, f64::max(theirs[slot].1, qps));
+                }
+            }
         }
         eprintln!("{set}: search round {} of {ROUNDS} done", round + 1);
     }
-    let theirs = theirs.unwrap_or_default();
 
     println!(
         "\nHNSW on {set}: {} x {}, M {}, ef_construction {}, 1,000 held-out queries, recall@10 against exact cosine",
@@ -172,7 +173,7 @@ fn measure(
         rayon::current_num_threads()
     );
     println!(
-        "search: best of {ROUNDS} rounds x {PASSES} passes per side, the sides in turns; \
+        "search: best of {ROUNDS} rounds x {PASSES} passes per side, the sides in turns at each ef; \
          'at equal recall' reads both Pareto frontiers (the best QPS at that recall or above)"
     );
     println!("| ef | cmcl recall@10 | cmcl QPS | hnswlib recall@10 | hnswlib QPS | cmcl frontier QPS | hnswlib frontier QPS at cmcl's recall | cmcl / hnswlib |");
@@ -183,18 +184,18 @@ fn measure(
         let own_best = interpolate(&our_front, recall);
         let at_recall = interpolate(&their_front, recall);
         let ratio = own_best.zip(at_recall).map(|(a, b)| a / b);
-        let peer_run = theirs.get(i);
+        let their_run = theirs.get(i);
         println!(
             "| {ef} | {recall:.4} | {qps:.0} | {} | {} | {} | {} | {} |",
-            peer_run.map_or("-".into(), |r| format!("{:.4}", r.0)),
-            peer_run.map_or("-".into(), |r| format!("{:.0}", r.1)),
+            their_run.map_or("-".into(), |r| format!("{:.4}", r.0)),
+            their_run.map_or("-".into(), |r| format!("{:.0}", r.1)),
             own_best.map_or("-".into(), |q| format!("{q:.0}")),
             at_recall.map_or("-".into(), |q| format!("{q:.0}")),
             ratio.map_or("-".into(), |r| format!("{r:.2}")),
         );
         runs.push(serde_json::json!({
             "ef": ef, "recall": recall, "qps": qps, "frontier_qps": own_best,
-            "hnswlib_recall": peer_run.map(|r| r.0), "hnswlib_qps": peer_run.map(|r| r.1),
+            "hnswlib_recall": their_run.map(|r| r.0), "hnswlib_qps": their_run.map(|r| r.1),
             "hnswlib_frontier_qps_at_recall": at_recall, "ratio": ratio,
         }));
     }
@@ -241,14 +242,13 @@ fn own_run(
 
 /// One search round of hnswlib on its saved index (bench/hnsw_peer.py --search), in a
 /// process of its own: (recall, QPS) per ef of EFS.
-fn peer_round(python: &Path, dir: &Path, set: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+fn peer_run(python: &Path, dir: &Path, set: &str, ef: usize) -> anyhow::Result<(f64, f64)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/hnsw_peer.py");
-    let efs: Vec<String> = EFS.iter().map(usize::to_string).collect();
     let work = dir.parent().context("set folder has a parent")?;
     let output = std::process::Command::new(python)
         .arg(&script)
         .args(["--work".as_ref(), work.as_os_str()])
-        .args(["--search", set, "--efs", &efs.join(",")])
+        .args(["--search", set, "--efs", &ef.to_string()])
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", python.display()))?;
@@ -259,12 +259,10 @@ fn peer_round(python: &Path, dir: &Path, set: &str) -> anyhow::Result<Vec<(f64, 
     );
     let line: serde_json::Value = serde_json::from_slice(&output.stdout)
         .with_context(|| format!("{} --search {set}: not one JSON line", script.display()))?;
-    line["runs"]
-        .as_array()
-        .context("no runs")?
-        .iter()
-        .map(|r| Some((r["recall"].as_f64()?, r["qps"].as_f64()?)))
-        .collect::<Option<Vec<_>>>()
+    let run = &line["runs"][0];
+    run["recall"]
+        .as_f64()
+        .zip(run["qps"].as_f64())
         .context("a run without recall or qps")
 }
 
