@@ -62,24 +62,24 @@ fn main() -> anyhow::Result<()> {
             );
             continue;
         }
-        let mut result = measure(&dir, set, params, python.as_deref())?;
-        result["measured_at_unix_s"] = now_unix_s().into();
-        report.insert(set.into(), result);
+        let result = measure(&dir, set, params, python.as_deref())?;
+        report.insert(set.into(), stamped(result));
     }
     if let Some(n) = common::value(&args, "--scale") {
         let n: usize = n.parse().context("--scale N")?;
-        let mut result = scale(n, params)?;
-        result["measured_at_unix_s"] = now_unix_s().into();
-        report.insert("scale".into(), result);
+        report.insert("scale".into(), stamped(scale(n, params)?));
     }
     std::fs::write(work.join("cmcl.json"), serde_json::to_vec_pretty(&report)?)?;
     Ok(())
 }
 
-fn now_unix_s() -> u64 {
-    std::time::SystemTime::now()
+/// `result` with the time it was measured, so a set kept from an earlier run says so.
+fn stamped(mut result: serde_json::Value) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_secs());
+    result["measured_at_unix_s"] = now.into();
+    result
 }
 
 fn prepare_minilm(data: &Path, dir: &Path) -> anyhow::Result<()> {
@@ -240,8 +240,8 @@ fn own_run(
     ))
 }
 
-/// One search round of hnswlib on its saved index (bench/hnsw_peer.py --search), in a
-/// process of its own: (recall, QPS) per ef of EFS.
+/// hnswlib's search at one `ef` on its saved index (bench/hnsw_peer.py --search), in a
+/// process of its own: (recall, QPS).
 fn peer_run(python: &Path, dir: &Path, set: &str, ef: usize) -> anyhow::Result<(f64, f64)> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/hnsw_peer.py");
     let work = dir.parent().context("set folder has a parent")?;

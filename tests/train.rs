@@ -32,6 +32,13 @@ fn train(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run_pipeline("train", pipeline, out, extra)
 }
 
+/// `cmcl eval` on the run, which must succeed.
+fn eval(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let result = run_pipeline("eval", pipeline, out, extra);
+    assert!(result.status.success(), "{}", stderr(&result));
+    result
+}
+
 fn read(path: PathBuf) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -88,13 +95,7 @@ fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
     assert!(!ablated.status.success());
     assert!(stderr(&ablated).contains("--fresh"), "{}", stderr(&ablated));
 
-    let table = ok(&[
-        "eval",
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let table = eval(&pipeline, &out, &[]);
     let table = stdout(&table);
     assert!(table.starts_with("| run | epochs | i->t R@1"), "{table}");
     assert!(
@@ -106,19 +107,12 @@ fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
     // The two splits partition the images and the captions.
     let counts = |split: &str| -> (u64, u64) {
         let json = dir.path().join(format!("{split}.json"));
-        ok(&[
-            "eval",
-            "--pipeline",
-            pipeline.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--runs",
-            "whole",
-            "--split",
-            split,
-            "--json",
-            json.to_str().unwrap(),
-        ]);
+        let json_arg = json.to_str().unwrap();
+        eval(
+            &pipeline,
+            &out,
+            &["--runs", "whole", "--split", split, "--json", json_arg],
+        );
         let table: serde_json::Value = serde_json::from_slice(&read(json)).unwrap();
         let report = &table["runs"][0][2];
         (
