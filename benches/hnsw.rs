@@ -6,9 +6,9 @@
 //! - default: for each prepared set (glove, minilm), a one-thread build at hnswlib's M
 //!   and ef_construction; recall@10 and QPS per ef on one thread, in rounds taken in
 //!   turns with hnswlib's (`--python` runs `bench/hnsw_peer.py --search` on the index it
-//!   saved), then both sides' QPS at the same recall read off their Pareto frontiers; a
-//!   two-thread build; and with `--scale N`, build time and peak memory for N random
-//!   vectors.
+//!   saved), then both sides' QPS at the same recall read off their Pareto frontiers, at
+//!   every ef and at the target recall of 0.95; a two-thread build; and with
+//!   `--scale N`, build time and peak memory for N random vectors.
 
 mod common;
 
@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::Context;
 use cmcl::hnsw::{Hnsw, HnswParams};
 use cmcl::npy;
-use common::{arg, peak_rss_mib};
+use common::{arg, peak_rss_mib, reset_peak_rss};
 use rand::{Rng, SeedableRng};
 
 const EFS: [usize; 8] = [10, 20, 40, 80, 120, 160, 200, 300];
@@ -28,6 +28,9 @@ const K: usize = 10;
 const PASSES: usize = 5;
 /// Search rounds per side, taken in turns with hnswlib's (see `measure`).
 const ROUNDS: usize = 3;
+/// The operating point: recall@10 0.95, where its hnswlib figures (ef 80 and 160
+/// on GloVe) are quoted either side.
+const TARGET_RECALL: f64 = 0.95;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -132,6 +135,7 @@ fn measure(
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(serde_json::Value::Null);
 
+    reset_peak_rss();
     let rss_before = peak_rss_mib();
     let started = Instant::now();
     let index = Hnsw::build(&base.data, base.cols, params, Some(1), &|_| {})?;
@@ -199,7 +203,21 @@ fn measure(
             "hnswlib_frontier_qps_at_recall": at_recall, "ratio": ratio,
         }));
     }
+    let (own_at, their_at) = (
+        interpolate(&our_front, TARGET_RECALL),
+        interpolate(&their_front, TARGET_RECALL),
+    );
+    let target_ratio = own_at.zip(their_at).map(|(a, b)| a / b);
+    println!(
+        "at recall {TARGET_RECALL}: cmcl {} QPS, hnswlib {} QPS, cmcl / hnswlib {}",
+        own_at.map_or("-".into(), |q| format!("{q:.0}")),
+        their_at.map_or("-".into(), |q| format!("{q:.0}")),
+        target_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+    );
     Ok(serde_json::json!({
+        "at_target_recall": {
+            "recall": TARGET_RECALL, "qps": own_at, "hnswlib_qps": their_at, "ratio": target_ratio,
+        },
         "n": base.rows, "dim": base.cols, "m": params.m, "ef_construction": params.ef_construction,
         "build_s_1_thread": build_one, "build_s_parallel": build_parallel, "peak_rss_mib": rss,
         "hnswlib_build_s": peer_build, "rounds": ROUNDS, "passes": PASSES, "runs": runs,
@@ -294,6 +312,7 @@ fn scale(n: usize, params: HnswParams) -> anyhow::Result<serde_json::Value> {
     let dim = 50;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let data: Vec<f32> = (0..n * dim).map(|_| rng.random::<f32>() - 0.5).collect();
+    reset_peak_rss();
     let rss_before = peak_rss_mib();
     let started = Instant::now();
     let index = Hnsw::build(&data, dim, params, None, &|_| {})?;

@@ -53,7 +53,14 @@ pub fn captions(data: &Path, flickr: bool) -> anyhow::Result<Vec<String>> {
     Ok(corpus.pairs.iter().map(|p| one_line(&p.caption)).collect())
 }
 
-/// Peak resident set size of this process so far, in MiB.
+/// Starts a new peak: the kernel sets this process's peak resident set size to its
+/// current size (Linux 4.0 and later; elsewhere the peak keeps counting from the start).
+/// Without it a measurement after a larger one reads "+0 MiB".
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident set size of this process so far (or since `reset_peak_rss`), in MiB.
 pub fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
