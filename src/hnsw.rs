@@ -951,10 +951,6 @@ fn search_level(
                 }
             }
         }
-        // The next node to expand: its links are needed first.
-        if let (0, Some(std::cmp::Reverse(next))) = (level, candidates.peek()) {
-            links.prefetch_links(next.id);
-        }
     }
     results.into_sorted_vec()
 }
