@@ -13,10 +13,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::bail;
-use cmcl::backtranslate::apertium::{Apertium, ApertiumOptions};
-use cmcl::backtranslate::marian::{testing, Marian, MarianOptions};
-use cmcl::backtranslate::{round_trip, Translator, ROUND_TRIP_CHUNK};
-use cmcl::text_encoder::TextEncoder;
+use cmcl::embed::text::TextEncoder;
+use cmcl::stages::backtranslate::apertium::{Apertium, ApertiumOptions};
+use cmcl::stages::backtranslate::marian::{testing, Marian, MarianOptions};
+use cmcl::stages::backtranslate::{round_trip, Translator, ROUND_TRIP_CHUNK};
 use common::arg;
 
 mod common;

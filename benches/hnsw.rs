@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use cmcl::hnsw::{Hnsw, HnswParams};
-use cmcl::npy;
+use cmcl::embed::npy;
+use cmcl::index::hnsw::{Hnsw, HnswParams};
 use common::{arg, peak_rss_mib, reset_peak_rss};
 use rand::{Rng, SeedableRng};
 
@@ -92,7 +92,7 @@ fn prepare_minilm(data: &Path, dir: &Path) -> anyhow::Result<()> {
     }
     let captions = common::captions(data, true)?;
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    let encoder = cmcl::text_encoder::TextEncoder::load(&model)?;
+    let encoder = cmcl::embed::text::TextEncoder::load(&model)?;
     let started = Instant::now();
     let mut vectors = Vec::with_capacity(captions.len() * encoder.dim());
     for (i, chunk) in captions.chunks(2048).enumerate() {

@@ -180,7 +180,7 @@ fn write_inputs(
     let emb_dir = dir.join("emb");
     std::fs::create_dir_all(emb_dir.join("img_emb"))?;
     std::fs::create_dir_all(emb_dir.join("metadata"))?;
-    cmcl::npy::write(
+    cmcl::embed::npy::write(
         &emb_dir.join("img_emb/img_emb_0.npy"),
         paths.len(),
         DIM,
@@ -245,9 +245,11 @@ fn index_build_seconds(dir: &Path) -> f64 {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    ["text", "image", "tfidf", "ngram", "bm25"]
-        .iter()
-        .filter_map(|k| manifest[k]["build_seconds"].as_f64())
+    manifest["artifacts"]
+        .as_object()
+        .into_iter()
+        .flat_map(|artifacts| artifacts.values())
+        .filter_map(|a| a["build_seconds"].as_f64())
         .sum()
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 mod common;
 
-use cmcl::tfidf::{TfidfConfig, TfidfIndex};
+use cmcl::stages::tfidf::{TfidfConfig, TfidfIndex};
 use common::{arg, peak_rss_mib};
 
 fn main() -> anyhow::Result<()> {

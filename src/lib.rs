@@ -1,36 +1,24 @@
 //! cmcl: turns image-caption data into training samples for cross-modal contrastive
-//! learning (UNIMO, Li et al., ACL 2021). See ARCHITECTURE.md for the data flow.
+//! learning (UNIMO, Li et al., ACL 2021). See ARCHITECTURE.md for the layers and the
+//! data flow.
+//!
+//! Layers, lowest first; a module imports only from layers below its own (and from its
+//! own folder), which `tests/layers.rs` checks: `core`, `text`, `index`, `embed`,
+//! `store`, `ingest`, `synth`, `stages`, `train`, `report`, `run`.
 
-pub mod artifact;
-pub mod augment;
-pub mod backtranslate;
-pub mod binfile;
-pub mod bm25;
-pub mod config;
-pub mod error;
-pub mod fault;
-pub mod fsutil;
-pub mod hnsw;
+pub mod core;
+pub mod embed;
+pub mod index;
 pub mod ingest;
-pub mod inspect;
-pub mod manifest;
-pub mod ngram;
-pub mod npy;
-pub mod plan;
-pub mod random_weights;
-pub mod record;
 pub mod report;
-pub mod retrieval;
-pub mod scene_graph;
-pub mod shard;
-pub mod stage;
+pub mod run;
+pub mod stages;
+pub mod store;
 pub mod synth;
-pub mod text_encoder;
-pub mod tfidf;
+pub mod text;
 pub mod train;
-pub mod wordnet;
 
-pub use error::{Error, Result};
+pub use crate::core::error::{Error, Result};
 
 /// ../shared/data beside the checkout, or `CMCL_DATA`: real data for unit tests.
 #[cfg(test)]

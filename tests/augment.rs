@@ -38,7 +38,7 @@ fn synth_to_shards_with_tfidf_negatives_from_other_images() {
     let mut seen = 0;
     for entry in m["shards"].as_array().unwrap() {
         let file = out.join(entry["file"].as_str().unwrap());
-        for (pair, aug) in cmcl::shard::read_pairs(&file).unwrap() {
+        for (pair, aug) in cmcl::store::shard::read_pairs(&file).unwrap() {
             seen += 1;
             assert!(aug.negatives.len() <= 4);
             for item in &aug.negatives {
@@ -172,7 +172,7 @@ fn a_second_run_on_the_same_folder_is_refused() {
     synth(dir.path(), 10);
     let pipeline = synth_pipeline(dir.path(), 100, "");
     let out = dir.path().join("out");
-    let _held = cmcl::augment::OutputLock::acquire(&out).unwrap();
+    let _held = cmcl::store::lock::OutputLock::acquire(&out).unwrap();
     let result = run(&[
         "augment",
         "--pipeline",

@@ -72,7 +72,7 @@ fn parquet_without_a_required_column_is_an_error_naming_it() {
     let input = dir.path().join("pairs.parquet");
     let ids: ArrayRef = Arc::new(StringArray::from(vec!["1", "2"]));
     let batch = RecordBatch::try_from_iter([("image_id", ids)]).unwrap();
-    cmcl::shard::write_parquet(&input, &batch).unwrap();
+    cmcl::store::shard::write_parquet(&input, &batch).unwrap();
     let (result, _) = run_on(dir.path(), "parquet", &input, "", "");
     assert!(!result.status.success());
     let err = stderr(&result);

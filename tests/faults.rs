@@ -85,7 +85,7 @@ fn kill_and_resume(chosen: std::ops::Range<usize>) {
     for point in &points[chosen] {
         let out = dir.path().join(point.replace([':', '.'], "-"));
         let killed = augment(&pipeline, &out, &cache)
-            .env(cmcl::fault::VARIABLE, point)
+            .env(cmcl::core::fault::VARIABLE, point)
             .output()
             .unwrap();
         assert_eq!(
@@ -150,7 +150,7 @@ fn killed_workers_resume_and_merge_to_the_same_bytes() {
             command
         };
         let killed = worker(i % 2)
-            .env(cmcl::fault::VARIABLE, point)
+            .env(cmcl::core::fault::VARIABLE, point)
             .output()
             .unwrap();
         assert_eq!(

@@ -22,7 +22,8 @@ fn every_pipeline_file_parses_and_validates() {
     let files = pipelines();
     assert!(files.len() >= 3, "{files:?}");
     for file in files {
-        cmcl::config::Pipeline::load(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        cmcl::run::config::Pipeline::load(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let out = ok(&["validate", file.to_str().unwrap()]);
         assert!(stdout(&out).contains(": ok"), "{}", stdout(&out));
     }

@@ -42,7 +42,7 @@ fn rows(out: &Path, column: &str) -> Vec<Row> {
     let mut rows = Vec::new();
     for entry in m["shards"].as_array().unwrap() {
         let file = out.join(entry["file"].as_str().unwrap());
-        for (pair, aug) in cmcl::shard::read_pairs(&file).unwrap() {
+        for (pair, aug) in cmcl::store::shard::read_pairs(&file).unwrap() {
             let items = match column {
                 "neighbours" => aug.neighbours,
                 "negatives" => aug.negatives,
@@ -127,10 +127,10 @@ fn neighbours_fill_the_shards_and_every_exclusion_holds() {
         }
         let texts_seen: BTreeSet<String> = texts
             .iter()
-            .map(|t| cmcl::backtranslate::filter::normalize(t.2.as_deref().unwrap()))
+            .map(|t| cmcl::text::words::normalize(t.2.as_deref().unwrap()))
             .collect();
         assert_eq!(texts_seen.len(), texts.len(), "duplicate text neighbours");
-        assert!(!texts_seen.contains(&cmcl::backtranslate::filter::normalize(caption)));
+        assert!(!texts_seen.contains(&cmcl::text::words::normalize(caption)));
         for (_, _, text, _, params) in &texts {
             let text = text.as_deref().unwrap();
             if params["source"] == "caption" {
@@ -273,7 +273,7 @@ fn clip_retrieval_npy_folder() {
     let data: Vec<f32> = (0..paths.len() * 4)
         .map(|i| ((i * 7) % 11) as f32 + 1.0)
         .collect();
-    cmcl::npy::write(&emb.join("img_emb/img_emb_0.npy"), paths.len(), 4, &data).unwrap();
+    cmcl::embed::npy::write(&emb.join("img_emb/img_emb_0.npy"), paths.len(), 4, &data).unwrap();
     let batch = RecordBatch::try_from_iter([(
         "image_path",
         std::sync::Arc::new(StringArray::from(paths.clone())) as arrow_array::ArrayRef,
@@ -340,12 +340,12 @@ fn descriptor_embeds_real_coco_jpegs() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let config = cmcl::retrieval::image::ImageEmbeddingConfig::default();
+    let config = cmcl::embed::image::ImageEmbeddingConfig::default();
     let embedder = config.build().unwrap();
     let mut vectors = Vec::new();
     for file in files.iter().take(4) {
         let path = file.to_string_lossy();
-        let image = cmcl::retrieval::image::ImageRef {
+        let image = cmcl::embed::image::ImageRef {
             image_id: "x",
             image_path: Some(&path),
             image_vector: None,
@@ -364,7 +364,7 @@ fn a_tiny_random_clip_embeds_the_images() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), 6);
     let model = dir.path().join("clip");
-    cmcl::retrieval::clip::testing::write_tiny_clip(&model, 12, 3).unwrap();
+    cmcl::embed::image::clip::testing::write_tiny_clip(&model, 12, 3).unwrap();
     let image = format!(r#"{{ source = "clip", model = "{}" }}"#, model.display());
     let pipeline = pipeline(dir.path(), &image, "");
     let out = dir.path().join("out");
@@ -397,7 +397,9 @@ fn bm25_index_serves_search_and_the_bm25_miner() {
         log.contains("bm25 index:") && log.contains("built in"),
         "{log}"
     );
-    assert!(log.contains("no retrieval stage"), "{log}");
+    // No retrieval stage, so no HNSW index; the BM25 index is named once.
+    assert!(!log.contains("text index"), "{log}");
+    assert_eq!(log.matches("bm25 index:").count(), 1, "{log}");
     let again = stderr(&index(&pipeline, &out));
     assert!(
         again.contains("bm25 index:") && again.contains("unchanged, reused"),

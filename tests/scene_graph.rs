@@ -114,7 +114,7 @@ fn scene_graph_stage_writes_recorded_edits_deterministically() {
     let shown = stdout(&ok(&["inspect", one.to_str().unwrap(), "-n", "40"]));
     assert!(shown.contains("\"edit\""), "{shown}");
     // The language model is a checksummed artifact of the run, kept for the next one.
-    let record = common::manifest(&one.join("index"))["ngram"].clone();
+    let record = common::manifest(&one.join("index"))["artifacts"]["ngram"].clone();
     assert_eq!(record["file"], "ngram.bin", "{record}");
     assert!(one.join("index/ngram.bin").is_file());
 }

@@ -164,7 +164,7 @@ fn shards_without_optional_columns_still_train() {
     .unwrap();
     let out = dir.path().join("bare");
     std::fs::create_dir_all(&out).unwrap();
-    cmcl::shard::write_ipc(&out.join("part-0.arrow"), &batch).unwrap();
+    cmcl::store::shard::write_ipc(&out.join("part-0.arrow"), &batch).unwrap();
     let trained = train(&pipeline, &out, &[]);
     assert!(trained.status.success(), "{}", stderr(&trained));
     let csv = String::from_utf8(read(out.join("train/cmcl/metrics.csv"))).unwrap();

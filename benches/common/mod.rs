@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use cmcl::config::{Columns, Format, IngestConfig, Inputs, Source};
+use cmcl::core::record::Corpus;
+use cmcl::ingest::config::{Columns, Format, IngestConfig, Inputs, Source};
 use cmcl::ingest::IngestReport;
-use cmcl::record::Corpus;
 
 pub fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
     Source {

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::table::json_scalar;
 use super::{RawRow, RejectReason};
-use crate::config::Source;
-use crate::error::{Error, Result};
+use crate::core::error::{Error, Result};
+use crate::ingest::config::Source;
 
 #[derive(Deserialize)]
 struct Captions {

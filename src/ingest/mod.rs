@@ -7,17 +7,20 @@
 //! [`Error`] naming the file.
 
 mod coco;
+pub mod config;
 mod flickr;
 mod table;
 
 use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::{Format, IngestConfig, Inputs, Source};
-use crate::error::{Error, Result};
-use crate::record::{pair_uid, Corpus, CorpusImage, CorpusText, Pair};
+use crate::core::error::{Error, Result};
+use crate::core::record::{pair_uid, Corpus, CorpusImage, CorpusText, Pair};
+use crate::ingest::config::{Format, IngestConfig, Inputs, Source};
 
 /// Why a record was skipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -115,39 +118,55 @@ pub(crate) enum Role {
 pub fn ingest(inputs: &Inputs, config: &IngestConfig) -> Result<(Corpus, IngestReport)> {
     let mut corpus = Corpus::default();
     let mut report = IngestReport::default();
-    let mut seen_pairs: HashSet<String> = HashSet::new();
-    let mut seen_images: HashSet<String> = HashSet::new();
-    let mut seen_texts: HashSet<String> = HashSet::new();
-
-    for source in &inputs.pairs {
-        let dataset = dataset_name(source);
-        read_source(source, Role::Pairs, &mut |row| {
-            report.read += 1;
-            match validate_pair(row, &dataset, source, config, &mut seen_pairs) {
-                Ok(pair) => corpus.pairs.push(pair),
-                Err(reject) => report.rejects.push(reject),
-            }
-        })?;
-    }
-    for source in &inputs.image_corpus {
-        read_source(source, Role::Images, &mut |row| {
-            report.read += 1;
-            match validate_image(row, source, &mut seen_images) {
-                Ok(image) => corpus.images.push(image),
-                Err(reject) => report.rejects.push(reject),
-            }
-        })?;
-    }
-    for source in &inputs.text_corpus {
-        read_source(source, Role::Texts, &mut |row| {
-            report.read += 1;
-            match validate_text(row, config, &mut seen_texts) {
-                Ok(text) => corpus.texts.push(text),
-                Err(reject) => report.rejects.push(reject),
-            }
-        })?;
-    }
+    let (mut seen_pairs, mut seen_images, mut seen_texts) = Default::default();
+    let pairs = &mut corpus.pairs;
+    read_role(
+        &inputs.pairs,
+        Role::Pairs,
+        &mut report,
+        pairs,
+        &mut |row, source| {
+            validate_pair(row, &dataset_name(source), source, config, &mut seen_pairs)
+        },
+    )?;
+    let images = &mut corpus.images;
+    read_role(
+        &inputs.image_corpus,
+        Role::Images,
+        &mut report,
+        images,
+        &mut |row, source| validate_image(row, source, &mut seen_images),
+    )?;
+    let texts = &mut corpus.texts;
+    read_role(
+        &inputs.text_corpus,
+        Role::Texts,
+        &mut report,
+        texts,
+        &mut |row, _| validate_text(row, config, &mut seen_texts),
+    )?;
     Ok((corpus, report))
+}
+
+/// Reads every source of one role, keeping the records `validate` accepts and counting
+/// the rest as rejects.
+fn read_role<T>(
+    sources: &[Source],
+    role: Role,
+    report: &mut IngestReport,
+    kept: &mut Vec<T>,
+    validate: &mut dyn FnMut(RawRow, &Source) -> std::result::Result<T, Reject>,
+) -> Result<()> {
+    for source in sources {
+        read_source(source, role, &mut |row| {
+            report.read += 1;
+            match validate(row, source) {
+                Ok(record) => kept.push(record),
+                Err(reject) => report.rejects.push(reject),
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// Fails when the rejected share is above `max_reject_share`.
@@ -281,6 +300,43 @@ impl Rejecter<'_> {
 /// Readers report undecodable bytes with this prefix so they are counted as such.
 pub(crate) const NOT_UTF8: &str = "not valid UTF-8";
 
+/// Reads a text file a line at a time: `each` turns a line (its end stripped) into a
+/// row, or nothing for a line to pass over; a line that is not UTF-8 becomes a rejected
+/// row. `location` is `path:line`.
+fn for_each_line(
+    path: &Path,
+    sink: &mut dyn FnMut(RawRow),
+    each: &mut dyn FnMut(String, &str) -> Option<RawRow>,
+) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Error::io(path, e))?
+            == 0
+        {
+            return Ok(());
+        }
+        line_no += 1;
+        let location = format!("{}:{line_no}", path.display());
+        let row = match std::str::from_utf8(&buf) {
+            Ok(line) => each(location, line.trim_end_matches(['\n', '\r'])),
+            Err(e) => Some(RawRow::broken(
+                location,
+                RejectReason::InvalidUtf8,
+                format!("{NOT_UTF8}: {e}"),
+            )),
+        };
+        if let Some(row) = row {
+            sink(row);
+        }
+    }
+}
+
 fn field_reason(why: &str) -> RejectReason {
     if why.starts_with(NOT_UTF8) {
         RejectReason::InvalidUtf8
@@ -318,7 +374,7 @@ fn validate_pair(
     let uid = pair_uid(dataset, &image_id, &caption);
     let key = match &caption_id {
         Some(id) => format!("id:{id}"),
-        None => format!("uid:{}", crate::fsutil::hex(&uid)),
+        None => format!("uid:{}", crate::core::fs::hex(&uid)),
     };
     if !seen.insert(key) {
         let what = caption_id
@@ -405,7 +461,7 @@ fn validate_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Columns;
+    use crate::ingest::config::Columns;
 
     fn jsonl_source(dir: &Path, body: &[u8]) -> Source {
         let path = dir.join("pairs.jsonl");

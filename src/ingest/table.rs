@@ -1,7 +1,6 @@
 //! The generic formats: JSON Lines, CSV and Parquet, with configurable column names.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
@@ -10,9 +9,9 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-use super::{Field, RawRow, RejectReason, Role, NOT_UTF8};
-use crate::config::{Columns, Source};
-use crate::error::{Error, Result};
+use super::{for_each_line, Field, RawRow, RejectReason, Role, NOT_UTF8};
+use crate::core::error::{Error, Result};
+use crate::ingest::config::{Columns, Source};
 
 /// The column names a role reads, with the required ones first.
 struct Wanted<'a> {
@@ -44,59 +43,32 @@ impl<'a> Wanted<'a> {
 }
 
 pub(super) fn read_jsonl(source: &Source, role: Role, sink: &mut dyn FnMut(RawRow)) -> Result<()> {
-    let path = &source.path;
     let wanted = Wanted::new(&source.columns, role);
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut buf = Vec::new();
-    let mut line_no = 0u64;
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| Error::io(path, e))?
-            == 0
-        {
-            return Ok(());
-        }
-        line_no += 1;
-        let location = format!("{}:{line_no}", path.display());
-        let line = match std::str::from_utf8(&buf) {
-            Ok(line) => line.trim(),
-            Err(e) => {
-                sink(RawRow::broken(
-                    location,
-                    RejectReason::InvalidUtf8,
-                    format!("{NOT_UTF8}: {e}"),
-                ));
-                continue;
-            }
-        };
+    for_each_line(&source.path, sink, &mut |location, line| {
+        let line = line.trim();
         if line.is_empty() {
-            continue;
+            return None;
         }
         let object = match serde_json::from_str::<Value>(line) {
             Ok(Value::Object(map)) => map,
             Ok(other) => {
                 let what = json_kind(&other);
-                sink(RawRow::broken(
+                return Some(RawRow::broken(
                     location,
                     RejectReason::MalformedRecord,
                     format!("expected a JSON object, found {what}"),
                 ));
-                continue;
             }
             Err(e) => {
-                sink(RawRow::broken(
+                return Some(RawRow::broken(
                     location,
                     RejectReason::MalformedRecord,
                     format!("invalid JSON: {e}"),
                 ));
-                continue;
             }
         };
         let get = |name: Option<&str>| name.and_then(|n| object.get(n)).filter(|v| !v.is_null());
-        sink(RawRow {
+        Some(RawRow {
             location,
             problem: None,
             id: get(wanted.id).map(json_scalar),
@@ -105,8 +77,8 @@ pub(super) fn read_jsonl(source: &Source, role: Role, sink: &mut dyn FnMut(RawRo
             image_path: get(wanted.image_path).map(json_scalar),
             image_vector: get(wanted.image_vector).map(json_vector),
             objects: get(wanted.objects).map(json_labels),
-        });
-    }
+        })
+    })
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{Column, Histogram, KindTally, ShownPair};
-use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::core::error::{Error, Result};
+use crate::store::manifest::Manifest;
 
 const STYLE: &str = include_str!("report.css");
 const SCRIPT: &str = include_str!("samples.js");

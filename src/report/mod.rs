@@ -13,6 +13,7 @@
 //! reservoir, so memory depends on the sample size and the largest shard, not the run.
 
 mod html;
+pub mod inspect;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,12 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-use crate::fsutil::{hex, temp_path};
-use crate::manifest::{self, Manifest};
-use crate::record::Pair;
-use crate::shard::read_pairs;
-use crate::stage::{Augmented, Item};
+use crate::core::error::{Error, Result};
+use crate::core::fs::{hex, temp_path};
+use crate::core::record::Pair;
+use crate::core::sample::{Augmented, Item};
+use crate::store::manifest::{self, Manifest};
+use crate::store::shard::read_pairs;
 
 /// The report's folder under a run folder, unless told otherwise.
 pub const DIR: &str = "report";
@@ -181,8 +182,11 @@ fn gather(
     options: &ReportOptions,
     seed: u64,
 ) -> Result<Gathered> {
-    let bar =
-        crate::augment::progress_bar(options.progress, manifest.shards.len() as u64, "shards");
+    let bar = crate::core::progress::progress_bar(
+        options.progress,
+        manifest.shards.len() as u64,
+        "shards",
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut gathered = Gathered::default();
     for entry in &manifest.shards {
@@ -245,7 +249,7 @@ impl Thumbnails {
             return done.clone();
         }
         let name = format!("{}.png", &hex(&Sha256::digest(path.as_bytes()))[..16]);
-        let made = match crate::retrieval::image::decode(Path::new(path)) {
+        let made = match crate::embed::image::decode(Path::new(path)) {
             Ok(image) => {
                 let thumb = image::imageops::thumbnail(
                     &image,

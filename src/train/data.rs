@@ -13,10 +13,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-use crate::record::Pair;
-use crate::retrieval::image::{ImageEmbedder, ImageRef};
-use crate::stage::Augmented;
+use crate::core::error::{Error, Result};
+use crate::core::record::Pair;
+use crate::core::sample::Augmented;
+use crate::embed::image::{ImageEmbedder, ImageRef};
 
 /// The shards of a run folder, in manifest order (any `*.arrow` files, sorted, when
 /// there is no manifest).
@@ -85,7 +85,7 @@ pub fn rows_of(
     seed: u64,
     fraction: f64,
 ) -> Result<Vec<(Pair, Augmented)>> {
-    let mut rows = crate::shard::read_pairs(file)?;
+    let mut rows = crate::store::shard::read_pairs(file)?;
     rows.retain(|(p, _)| {
         is_validation(&p.dataset, &p.image_id, seed, fraction) == (split == Split::Validation)
     });
@@ -289,7 +289,7 @@ impl ImageLoader {
 }
 
 fn pixels(path: &Path, size: usize) -> Result<Vec<f32>> {
-    let image = crate::retrieval::image::decode(path)?;
+    let image = crate::embed::image::decode(path)?;
     let side = size as u32;
     let small = image::imageops::resize(&image, side, side, image::imageops::FilterType::Triangle);
     let mut values = vec![0.0f32; 3 * size * size];

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{rows_of, Split};
 use super::Trainer;
-use crate::error::Result;
+use crate::core::error::Result;
 
 pub const RECALL_AT: [usize; 3] = [1, 5, 10];
 
@@ -54,7 +54,7 @@ pub fn evaluate(
         let rows = rows_of(file, split, seed, fraction)?;
         for chunk in rows.chunks(batch.max(1)) {
             // Each row's image slot; images not seen before are embedded once, here.
-            let mut new: Vec<&crate::record::Pair> = Vec::new();
+            let mut new: Vec<&crate::core::record::Pair> = Vec::new();
             let mut image_of = Vec::with_capacity(chunk.len());
             for (pair, _) in chunk {
                 let key = (pair.dataset.clone(), pair.image_id.clone());

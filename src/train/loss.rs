@@ -20,8 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::record::Pair;
-use crate::stage::{Augmented, Item};
+use crate::core::record::Pair;
+use crate::core::sample::{Augmented, Item};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -274,7 +274,8 @@ mod tests {
 
     #[test]
     fn targets_mark_same_image_captions_and_positives_and_only_those() {
-        let mut corpus = crate::record::test_corpus(["a red cube", "a blue ball", "a red ball"]);
+        let mut corpus =
+            crate::core::record::test_corpus(["a red cube", "a blue ball", "a red ball"]);
         corpus.pairs[2].image_id = corpus.pairs[0].image_id.clone();
         let mut augs = vec![Augmented::default(); 3];
         augs[0].negatives = vec![item("swap_attributes", "a blue cube"), item("tfidf", "x")];

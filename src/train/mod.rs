@@ -25,9 +25,9 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
-use crate::record::Pair;
-use crate::stage::Augmented;
+use crate::core::error::{Error, Result};
+use crate::core::record::Pair;
+use crate::core::sample::Augmented;
 use data::{ImageLoader, ImageSource, Shuffled, Vocab};
 use eval::EvalReport;
 use loss::LossConfig;
@@ -89,7 +89,7 @@ impl TrainConfig {
 
     fn sha256(&self) -> String {
         let json = serde_json::to_string(self).unwrap_or_default();
-        crate::fsutil::hex(&Sha256::digest(json.as_bytes()))
+        crate::core::fs::hex(&Sha256::digest(json.as_bytes()))
     }
 }
 
@@ -139,7 +139,7 @@ impl Trainer {
         image_dim: usize,
         loader: ImageLoader,
     ) -> Result<Trainer> {
-        let device = crate::text_encoder::device();
+        let device = crate::embed::text::device();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let here = Path::new("<model>");
@@ -286,11 +286,11 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::io(path, e.into()))?;
-    crate::fsutil::write_bytes_atomic(path, &json)
+    crate::core::fs::write_bytes_atomic(path, &json)
 }
 
 fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let temp = crate::fsutil::temp_path(path);
+    let temp = crate::core::fs::temp_path(path);
     candle_core::safetensors::save(tensors, &temp).map_err(|e| Error::model(path, e))?;
     std::fs::rename(&temp, path).map_err(|e| Error::io(path, e))
 }
@@ -403,7 +403,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
     let mut last = None;
     for epoch in state.epochs_done..last_epoch {
         let started = Instant::now();
-        let bar = crate::augment::progress_bar(
+        let bar = crate::core::progress::progress_bar(
             options.progress,
             run.train_rows as u64,
             &format!("pairs, epoch {}/{}", epoch + 1, config.optim.epochs),
@@ -521,9 +521,9 @@ fn checkpoint(
         .iter()
         .map(|m| serde_json::to_string(m).unwrap_or_default() + "\n")
         .collect();
-    crate::fsutil::write_bytes_atomic(&metrics_path, lines.as_bytes())?;
-    crate::fsutil::write_bytes_atomic(&dir.join("metrics.csv"), plot::csv(&history).as_bytes())?;
-    crate::fsutil::write_bytes_atomic(&dir.join("metrics.svg"), plot::svg(&history).as_bytes())?;
+    crate::core::fs::write_bytes_atomic(&metrics_path, lines.as_bytes())?;
+    crate::core::fs::write_bytes_atomic(&dir.join("metrics.csv"), plot::csv(&history).as_bytes())?;
+    crate::core::fs::write_bytes_atomic(&dir.join("metrics.svg"), plot::svg(&history).as_bytes())?;
     write_json(&dir.join("state.json"), state)?;
     if !previous.is_empty() && previous != state.checkpoint {
         let _ = std::fs::remove_dir_all(dir.join(previous));
@@ -621,7 +621,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stage::Item;
+    use crate::core::sample::Item;
     use rand::{Rng, SeedableRng};
 
     /// Six pairs of three images with random 8-d vectors, one hard negative each.
@@ -634,7 +634,7 @@ mod tests {
             "a blue sphere",
             "green stars",
         ];
-        let mut corpus = crate::record::test_corpus(captions);
+        let mut corpus = crate::core::record::test_corpus(captions);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let vectors: Vec<Vec<f32>> = (0..3)
             .map(|_| (0..8).map(|_| rng.random_range(-1.0..1.0)).collect())
@@ -667,7 +667,7 @@ mod tests {
     fn tiny() -> TrainConfig {
         let mut config = TrainConfig::default();
         config.model.image = ImageTowerConfig::Mlp {
-            embeddings: crate::retrieval::image::ImageEmbeddingConfig::Precomputed { path: None },
+            embeddings: crate::embed::image::ImageEmbeddingConfig::Precomputed { path: None },
             hidden: 16,
         };
         config.model.text = model::TextTowerConfig {

@@ -47,7 +47,7 @@ pub enum ImageTowerConfig {
     },
     /// Two layers over a fixed image embedding (descriptor, CLIP or precomputed).
     Mlp {
-        embeddings: crate::retrieval::image::ImageEmbeddingConfig,
+        embeddings: crate::embed::image::ImageEmbeddingConfig,
         hidden: usize,
     },
 }
@@ -64,7 +64,7 @@ fn default_grid() -> usize {
 impl Default for ImageTowerConfig {
     fn default() -> Self {
         ImageTowerConfig::Mlp {
-            embeddings: crate::retrieval::image::ImageEmbeddingConfig::Descriptor {
+            embeddings: crate::embed::image::ImageEmbeddingConfig::Descriptor {
                 grid: 4,
                 size: 64,
                 bind: true,

@@ -1,0 +1,71 @@
+//! Looking at a run: `cmcl inspect`, `cmcl stats` and `cmcl report`.
+
+use std::path::PathBuf;
+
+use cmcl::report::{self, inspect, ReportOptions};
+use cmcl::store::layout::REPORT_DIR;
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    path: PathBuf,
+    /// Rows to show.
+    #[arg(long, short = 'n', default_value_t = 3)]
+    rows: usize,
+}
+
+pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    print!("{}", inspect::inspect(&args.path, args.rows)?);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    dir: PathBuf,
+}
+
+pub fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    print!("{}", inspect::stats(&args.dir)?);
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The run folder (holds manifest.json and the shards).
+    dir: PathBuf,
+    /// Where to write the report [default: DIR/report]. Replaced when complete.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Pairs in the sample page.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    /// Seed of the sample [default: the run's seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let options = ReportOptions {
+        out: args.out.unwrap_or_else(|| args.dir.join(REPORT_DIR)),
+        samples: args.samples,
+        seed: args.seed,
+        progress: !args.no_progress,
+    };
+    let done = report::write(&args.dir, &options)?;
+    println!(
+        "report of {} pairs ({} sampled, {} thumbnails) in {}",
+        done.pairs,
+        done.sampled,
+        done.thumbnails,
+        options.out.join("index.html").display()
+    );
+    if !done.unreadable_images.is_empty() {
+        println!(
+            "{} images could not be read; the summary page lists them",
+            done.unreadable_images.len()
+        );
+    }
+    Ok(())
+}

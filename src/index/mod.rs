@@ -1,0 +1,3 @@
+//! Nearest-neighbour search: HNSW over dense vectors. Imports only `core`.
+
+pub mod hnsw;
