@@ -82,29 +82,45 @@ pub fn write_json_atomic<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -
     write_bytes_atomic(path, &json)
 }
 
-/// Hex SHA-256 of a file, or of a folder: its files' names and contents in name order,
-/// hidden files (lock files of a reader) left out.
-pub fn sha256_path(path: &Path) -> Result<String> {
-    if !path.is_dir() {
-        return sha256_file(path);
-    }
-    let mut hasher = Sha256::new();
+/// What a folder holds, in name order: hidden entries (the lock files of a reader) are
+/// left out.
+fn visible_entries(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-        let name = entry.map_err(|e| Error::io(path, e))?.file_name();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
         if !name.to_string_lossy().starts_with('.') {
             names.push(name);
         }
     }
     names.sort();
-    for name in names {
-        let file = path.join(&name);
+    Ok(names)
+}
+
+/// Hex SHA-256 of a file, or of a folder: its visible files' names and contents.
+pub fn sha256_path(path: &Path) -> Result<String> {
+    if !path.is_dir() {
+        return sha256_file(path);
+    }
+    let mut hasher = Sha256::new();
+    for name in visible_entries(path)? {
         let bytes = name.as_encoded_bytes();
         hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(bytes);
-        hasher.update(sha256_path(&file)?.as_bytes());
+        hasher.update(sha256_path(&path.join(&name))?.as_bytes());
     }
     Ok(hex(&hasher.finalize()))
+}
+
+/// Size of a file, or of a folder's visible files.
+pub fn size_of_path(path: &Path) -> Result<u64> {
+    if !path.is_dir() {
+        return Ok(fs::metadata(path).map_err(|e| Error::io(path, e))?.len());
+    }
+    let mut total = 0;
+    for name in visible_entries(path)? {
+        total += size_of_path(&path.join(name))?;
+    }
+    Ok(total)
 }
 
 /// Hex SHA-256 of a file, streamed.

@@ -30,8 +30,6 @@ use crate::core::sample::{Augmented, Item};
 use crate::store::manifest::{self, Manifest};
 use crate::store::shard::read_pairs;
 
-/// The report's folder under a run folder, unless told otherwise.
-pub const DIR: &str = "report";
 /// Longest side of a thumbnail, in pixels.
 const THUMB_SIDE: u32 = 128;
 

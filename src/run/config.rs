@@ -131,9 +131,10 @@ impl Pipeline {
             }
         }
         for stage in &self.stages {
-            let spec = stage.spec();
-            spec.validate()
-                .map_err(|m| Error::config(origin, format!("stage {}: {m}", spec.name())))?;
+            stage
+                .spec()
+                .validate()
+                .map_err(|m| Error::config(origin, format!("stage {}: {m}", stage.name())))?;
         }
         if let Some(train) = &self.train {
             train

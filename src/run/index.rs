@@ -34,11 +34,7 @@ pub fn build_indexes(
     let mut lines = Vec::new();
     if options.search {
         let opened = Bm25Index::build_or_open(&dir, corpus, options.progress, IndexPolicy::Build)?;
-        lines.push(format!(
-            "bm25 index: {} texts, {}",
-            opened.value.len(),
-            opened.status()
-        ));
+        lines.push(Bm25Index::describe(&opened));
     }
     let run = IndexRun {
         dir: &dir,

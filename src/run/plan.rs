@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
-use crate::core::fs::write_bytes_atomic;
+use crate::core::fs::write_json_atomic;
 use crate::store::artifact::IndexManifest;
 use crate::store::layout::{index_dir, part_record, shard_file, MANIFEST, PARTS_DIR, PLAN_FILE};
 use crate::store::manifest::{Manifest, ShardEntry};
@@ -109,13 +109,7 @@ impl Plan {
     }
 
     pub fn save(&self, out: &Path) -> Result<()> {
-        let path = out.join(PLAN_FILE);
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| Error::Manifest {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        json.push(b'\n');
-        write_bytes_atomic(&path, &json)
+        write_json_atomic(&out.join(PLAN_FILE), self)
     }
 
     /// An error unless the artifacts under `OUT/index` are the ones this plan built,
@@ -189,14 +183,8 @@ pub fn remove_record_temps(out: &Path, part: Part) -> Result<()> {
 }
 
 pub fn save_record(out: &Path, part: Part, shards: &[ShardEntry]) -> Result<()> {
-    let path = part.record_path(out);
-    let dir = out.join(PARTS_DIR);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let json = serde_json::to_vec_pretty(shards).map_err(|e| Error::Manifest {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    write_bytes_atomic(&path, &json)
+    // The parts folder is created by the atomic write.
+    write_json_atomic(&part.record_path(out), shards)
 }
 
 /// Joins the parts' records into the run's manifest. Every shard of the plan must be

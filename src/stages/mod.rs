@@ -4,7 +4,7 @@
 //! stage.
 //!
 //! Each stage is one folder here; [`StageConfig`] is the only list of them. A stage's
-//! config implements [`StageSpec`] (name, validation, paths, build, indexes), so adding
+//! config implements [`StageSpec`] (validation, paths, build, indexes), so adding
 //! a stage is its folder plus one line in the `stages!` list below (which also declares
 //! the folder's module). A stage never
 //! imports a sibling: what two stages share lives in a lower layer.
@@ -41,9 +41,6 @@ pub struct Batch<'a> {
 
 /// What every stage's config provides; implemented once in each stage's folder.
 pub trait StageSpec {
-    /// The stage's `type` in the pipeline and its name in the manifest.
-    fn name(&self) -> &'static str;
-
     /// Checks the settings; the message names the field at fault.
     fn validate(&self) -> std::result::Result<(), String>;
 
@@ -93,6 +90,13 @@ macro_rules! stages {
         }
 
         impl StageConfig {
+            /// The stage's `type` in the pipeline (its folder's name).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(StageConfig::$variant(_) => stringify!($module),)*
+                }
+            }
+
             pub fn spec(&self) -> &dyn StageSpec {
                 match self {
                     $(StageConfig::$variant(config) => config,)*
@@ -172,5 +176,24 @@ impl Stage for Sequence {
                 started.elapsed().as_secs_f64();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stage_is_named_by_its_type() {
+        for json in [
+            r#"{"type": "tfidf"}"#,
+            r#"{"type": "backtranslate", "pivots": ["spa"], "encoder": "m"}"#,
+            r#"{"type": "scene_graph"}"#,
+            r#"{"type": "retrieval", "text_encoder": "m"}"#,
+        ] {
+            let config: StageConfig = serde_json::from_str(json).unwrap();
+            let written = serde_json::to_value(&config).unwrap();
+            assert_eq!(written["type"], config.name(), "{json}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::INDEX_MANIFEST;
 use crate::core::error::{Error, Result};
-use crate::core::fs::{hex, remove_temp_files, sha256_path, write_json_atomic};
+use crate::core::fs::{hex, remove_temp_files, sha256_path, size_of_path, write_json_atomic};
 
 /// Whether a missing or stale artifact may be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl<T> Artifact<'_, T> {
             format_version: self.format_version,
             inputs_sha256: inputs_sha256.to_string(),
             file_sha256: sha256_path(&path)?,
-            bytes: bytes_of(&path)?,
+            bytes: size_of_path(&path)?,
             build_seconds: started.elapsed().as_secs_f64(),
             details,
         };
@@ -169,22 +169,6 @@ pub fn not_prebuilt(dir: &Path, file: &str) -> Error {
             dir.join(file).display()
         ),
     }
-}
-
-/// Size of a file, or of a folder's files.
-fn bytes_of(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        return Ok(meta.len());
-    }
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
-        let entry = entry.map_err(|e| Error::io(path, e))?;
-        if !entry.file_name().to_string_lossy().starts_with('.') {
-            total += bytes_of(&entry.path())?;
-        }
-    }
-    Ok(total)
 }
 
 /// SHA-256 of an artifact's inputs: the settings, then each input, each length-prefixed

@@ -23,6 +23,7 @@ pub const INDEX_DIR: &str = "index";
 /// The artifacts' manifest, inside the index folder.
 pub const INDEX_MANIFEST: &str = "manifest.json";
 pub const TRAIN_DIR: &str = "train";
+/// The report's folder under a run folder, unless told otherwise.
 pub const REPORT_DIR: &str = "report";
 
 pub fn shard_file(index: usize) -> String {

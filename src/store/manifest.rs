@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
-use crate::core::fs::{sha256_file, write_bytes_atomic};
+use crate::core::fs::{sha256_file, write_json_atomic};
 use crate::core::sample::Stats;
 
 pub const FILE_NAME: &str = "manifest.json";
@@ -80,12 +80,7 @@ impl Manifest {
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| Error::Manifest {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        json.push(b'\n');
-        write_bytes_atomic(path, &json)
+        write_json_atomic(path, self)
     }
 
     /// Whether shards from `self` may be reused by a run described by `other`.

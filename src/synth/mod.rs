@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
-use crate::core::fs::{write_atomic, write_bytes_atomic};
+use crate::core::fs::{write_atomic, write_bytes_atomic, write_json_atomic};
 
 /// Settings of the generator. Missing fields take their defaults, so a config file may
 /// name only what it changes.
@@ -159,10 +159,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
         config: cfg,
         summary: &summary,
     };
-    let mut bytes =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io(&manifest_path, e.into()))?;
-    bytes.push(b'\n');
-    write_bytes_atomic(&manifest_path, &bytes)?;
+    write_json_atomic(&manifest_path, &manifest)?;
     Ok(summary)
 }
 

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::core::error::{Error, Result};
+use crate::core::fs::write_json_atomic;
 use crate::core::record::Pair;
 use crate::core::sample::Augmented;
 use data::{ImageLoader, ImageSource, Shuffled, Vocab};
@@ -284,11 +285,6 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::io(path, e.into()))?;
-    crate::core::fs::write_bytes_atomic(path, &json)
-}
-
 fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let temp = crate::core::fs::temp_path(path);
     candle_core::safetensors::save(tensors, &temp).map_err(|e| Error::model(path, e))?;
@@ -381,7 +377,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
             image_dim,
             train_rows,
         };
-        write_json(&dir.join("config.json"), &run)?;
+        write_json_atomic(&dir.join("config.json"), &run)?;
         let trainer = Trainer::with_loader(config.clone(), vocab, image_dim, loader)?;
         let optimizer = new_optimizer(&trainer)?;
         let state = RunState {
@@ -524,7 +520,7 @@ fn checkpoint(
     crate::core::fs::write_bytes_atomic(&metrics_path, lines.as_bytes())?;
     crate::core::fs::write_bytes_atomic(&dir.join("metrics.csv"), plot::csv(&history).as_bytes())?;
     crate::core::fs::write_bytes_atomic(&dir.join("metrics.svg"), plot::svg(&history).as_bytes())?;
-    write_json(&dir.join("state.json"), state)?;
+    write_json_atomic(&dir.join("state.json"), state)?;
     if !previous.is_empty() && previous != state.checkpoint {
         let _ = std::fs::remove_dir_all(dir.join(previous));
     }

@@ -95,10 +95,6 @@ fn default_max_positives() -> usize {
 }
 
 impl StageSpec for BacktranslateConfig {
-    fn name(&self) -> &'static str {
-        "backtranslate"
-    }
-
     fn validate(&self) -> std::result::Result<(), String> {
         if self.pivots.is_empty() {
             return Err("pivots needs at least one language".into());

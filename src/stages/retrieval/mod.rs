@@ -60,10 +60,6 @@ fn default_ef() -> usize {
 }
 
 impl StageSpec for RetrievalConfig {
-    fn name(&self) -> &'static str {
-        "retrieval"
-    }
-
     fn validate(&self) -> std::result::Result<(), String> {
         if self.image_k == 0 && self.text_k == 0 {
             return Err("image_k and text_k are both 0".into());
@@ -209,10 +205,6 @@ impl RetrievalStage {
             caption_nodes,
             image_keys,
         })
-    }
-
-    pub fn indexes(&self) -> &Indexes {
-        &self.indexes
     }
 
     /// Text neighbours of pair `row`: none of its image's captions (nor a duplicate of

@@ -169,10 +169,6 @@ impl Default for SceneGraphConfig {
 }
 
 impl StageSpec for SceneGraphConfig {
-    fn name(&self) -> &'static str {
-        "scene_graph"
-    }
-
     fn validate(&self) -> std::result::Result<(), String> {
         if self.kinds.is_empty() {
             return Err("kinds needs at least one edit kind".into());
@@ -205,8 +201,7 @@ impl StageSpec for SceneGraphConfig {
     }
 
     fn build_indexes(&self, corpus: &Corpus, run: &IndexRun) -> Result<Vec<String>> {
-        let model = language_model(&self.language_model, corpus, run.dir, IndexPolicy::Build)?;
-        let _ = model;
+        language_model(&self.language_model, corpus, run.dir, IndexPolicy::Build)?;
         Ok(vec![format!(
             "caption language model: {} texts",
             corpus.pairs.len() + corpus.texts.len()

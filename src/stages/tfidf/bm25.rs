@@ -25,6 +25,7 @@ use crate::core::error::{Error, Result};
 use crate::core::fs::temp_path;
 use crate::core::record::Corpus;
 use crate::stages::tfidf::Hit;
+use crate::store::layout::index_dir;
 use crate::store::artifact::{inputs_sha256, Artifact, Built, Details, IndexPolicy, Opened};
 
 /// The folder, under a run's index folder.
@@ -137,13 +138,22 @@ impl Bm25Index {
         .build_or_open(index_dir, &inputs, policy)
     }
 
+    /// What `cmcl index` says of it.
+    pub fn describe(opened: &Opened<Bm25Index>) -> String {
+        format!(
+            "bm25 index: {} texts, {}",
+            opened.value.len(),
+            opened.status()
+        )
+    }
+
     /// Opens an index folder: the BM25 folder itself, a run's index folder, or a run's
     /// output folder.
     pub fn open(path: &Path) -> Result<Bm25Index> {
         let dir = [
             path.to_path_buf(),
             path.join(DIR),
-            path.join("index").join(DIR),
+            index_dir(path).join(DIR),
         ]
         .into_iter()
         .find(|d| d.join("meta.json").is_file())

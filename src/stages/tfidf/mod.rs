@@ -85,10 +85,6 @@ pub enum StopWords {
 }
 
 impl StageSpec for TfidfConfig {
-    fn name(&self) -> &'static str {
-        "tfidf"
-    }
-
     fn validate(&self) -> std::result::Result<(), String> {
         if self.k == 0 {
             return Err("k must be at least 1".into());
@@ -128,19 +124,12 @@ impl StageSpec for TfidfConfig {
                     index.distinct()
                 )
             }
-            Method::Bm25 => {
-                let opened = bm25::Bm25Index::build_or_open(
-                    run.dir,
-                    corpus,
-                    run.progress,
-                    IndexPolicy::Build,
-                )?;
-                format!(
-                    "bm25 index: {} texts, {}",
-                    opened.value.len(),
-                    opened.status()
-                )
-            }
+            Method::Bm25 => bm25::Bm25Index::describe(&bm25::Bm25Index::build_or_open(
+                run.dir,
+                corpus,
+                run.progress,
+                IndexPolicy::Build,
+            )?),
         }])
     }
 }
