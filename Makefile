@@ -33,11 +33,12 @@ all: augment
 build:
 	$(CARGO) build --bin cmcl --tests
 
-# The embedded default dataset: generated, never committed.
-$(SYNTH)/pairs.jsonl: | build
+# The embedded default dataset: generated, never committed. scenes.jsonl (the gold
+# scenes) is its newest file, so a folder from an older cmcl is generated again.
+$(SYNTH)/scenes.jsonl: | build
 	$(CMCL) synth --out $(SYNTH)
 
-synth: $(SYNTH)/pairs.jsonl
+synth: $(SYNTH)/scenes.jsonl
 
 $(MINILM)/model.safetensors:
 	rm -rf .cache/minilm && mkdir -p .cache/minilm
@@ -57,7 +58,7 @@ apt-deps:
 	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PKGS); \
 	else echo "Apertium or WordNet is missing: run 'sudo apt-get install $(APT_PKGS)'" >&2; exit 1; fi
 
-augment: build $(SYNTH)/pairs.jsonl models apt-deps
+augment: build $(SYNTH)/scenes.jsonl models apt-deps
 	$(CMCL) augment --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
 	@$(CMCL) stats $(RUN_DIR)
 	@echo "shards are in $(RUN_DIR) (cmcl inspect DIR shows them, cmcl report DIR draws them)"
@@ -65,7 +66,7 @@ augment: build $(SYNTH)/pairs.jsonl models apt-deps
 # A BM25 index of every text (for `cmcl search` and `method = "bm25"`) and the
 # retrieval stage's HNSW indexes (text: MiniLM, image: the pipeline's embedding), built
 # ahead of `make augment`, which reuses them.
-index: build $(SYNTH)/pairs.jsonl models
+index: build $(SYNTH)/scenes.jsonl models
 	$(CMCL) index --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
 
 # The bundled trainer on the pipeline's shards, twice: (a) in-batch negatives only and
@@ -116,7 +117,7 @@ $(VENV)/.bench-deps: tools/requirements-bench.txt $(VENV)/.test-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt
 	touch $@
 
-bench: $(VENV)/.bench-deps build models apt-deps
+bench: $(VENV)/.bench-deps build $(SYNTH)/scenes.jsonl models apt-deps
 	mkdir -p $(BENCH_OUT)
 	$(CARGO) bench --bench tfidf -- --data $(DATA) --out $(BENCH_OUT)
 	$(VENV)/bin/python bench/tfidf_sklearn.py --data $(DATA) --out $(BENCH_OUT)
@@ -126,6 +127,16 @@ bench: $(VENV)/.bench-deps build models apt-deps
 	$(CMCL) augment --pipeline pipelines/coco.toml --out $(BENCH_OUT)/coco --cache-dir $(BENCH_OUT)/coco-cache --no-progress
 	$(VENV)/bin/python bench/positives_report.py $(BENCH_OUT)/coco
 	$(VENV)/bin/python bench/negatives_report.py $(BENCH_OUT)/coco $(CMCL) --json $(BENCH_OUT)/negatives.json
+	# Hard negatives: can a text-only model tell them (trigram LM on Flickr8k, pairwise
+	# logistic regression)? Then a blind-audit sample of 60 per kind (labels are a
+	# reader's: bench/audit.py tabulate), and on the synthetic set, how many negatives
+	# are true of their own image by the gold scenes.
+	$(VENV)/bin/python bench/negatives_tell.py $(BENCH_OUT)/coco --flickr8k $(DATA)/flickr8k/Flickr8k.token.txt \
+		--json $(BENCH_OUT)/negatives_tell.json
+	$(VENV)/bin/python bench/audit.py sample --run cmcl=$(BENCH_OUT)/coco --per-kind 60 --seed 7 --out $(BENCH_OUT)/audit
+	rm -rf $(BENCH_OUT)/synth
+	$(CMCL) augment --pipeline pipelines/default.toml --out $(BENCH_OUT)/synth --no-progress
+	$(CMCL) check-negatives $(BENCH_OUT)/synth --scenes $(SYNTH)/scenes.jsonl --json $(BENCH_OUT)/synth_gold.json
 	# Scene-graph parser against sng_parser on FACTUAL dev, scored by one rule.
 	$(VENV)/bin/python bench/sng_parser_peer.py --gold $(DATA)/factual-dev/dev.csv \
 		--out $(BENCH_OUT)/sng_parser_pred.csv --json $(BENCH_OUT)/sng_parser.json

@@ -70,6 +70,13 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Summarise a run folder's manifest: inputs, rejects, shards, per-stage statistics.
     Stats(inspect::StatsArgs),
+    /// Count a synthetic-set run's negatives that are true of their own image.
+    ///
+    /// Parses every negative (and, as a check of the judge, every anchor caption) and
+    /// reads it against the image's gold scene from `cmcl synth` (scenes.jsonl). Prints,
+    /// per kind, how many are true, false and unknown (outside the scene vocabulary), with
+    /// examples of true ones.
+    CheckNegatives(inspect::CheckNegativesArgs),
     /// Write a static HTML report of a run folder, to open in a browser from disk.
     ///
     /// index.html: the manifest (ingest, shards, each stage's counts, rejection reasons),
@@ -110,6 +117,7 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::inspect(args),
         Command::Stats(args) => inspect::stats(args),
         Command::Report(args) => inspect::report(args),
+        Command::CheckNegatives(args) => inspect::check_negatives(args),
         Command::EvalParser(args) => parse::eval_parser(args),
         Command::Parse(args) => parse::parse(args),
     }

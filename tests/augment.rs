@@ -217,3 +217,66 @@ fn shards_open_unchanged_in_pyarrow_and_polars() {
     assert!(report.contains(&format!("pyarrow rows={rows}")), "{report}");
     assert!(report.contains(&format!("polars rows={rows}")), "{report}");
 }
+
+/// `cmcl check-negatives` judges every negative of a synthetic run by the gold scenes
+/// `cmcl synth` wrote: the anchor captions are all true (the judge works), and the
+/// negatives of the tfidf and scene_graph stages are false of their own image.
+#[test]
+fn synthetic_negatives_are_false_of_their_own_image() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 150);
+    let stages = "[[stages]]\ntype = \"tfidf\"\nk = 3\n\
+                  [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n";
+    let pipeline = synth_pipeline_with(dir.path(), stages, 1000, "");
+    let out = dir.path().join("out");
+    augment(&pipeline, &out, &[]);
+    let json = dir.path().join("gold.json");
+    let scenes = dir.path().join("synth/scenes.jsonl");
+    let printed = ok(&[
+        "check-negatives",
+        out.to_str().unwrap(),
+        "--scenes",
+        scenes.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(check["pairs_without_scene"], 0);
+    let anchors = &check["captions"];
+    assert!(anchors["false_of_image"] == 0 && anchors["true_of_image"].as_u64() > Some(400));
+    let negatives = check["negatives"].as_object().unwrap();
+    let mut judged = 0;
+    for (kind, tally) in negatives {
+        let (t, f) = (
+            tally["true_of_image"].as_u64().unwrap(),
+            tally["false_of_image"].as_u64().unwrap(),
+        );
+        judged += t + f;
+        // At most 2% (tfidf) and 0.5% (scene-graph kinds) on the full default set; a
+        // small set allows one or two.
+        let limit = if kind == "tfidf" { 0.05 } else { 0.02 };
+        assert!(
+            t as f64 <= limit * (t + f) as f64 + 1.0,
+            "{kind}: {t} of {}\n{}",
+            t + f,
+            stdout(&printed)
+        );
+    }
+    assert!(judged > 300, "{}", stdout(&printed));
+
+    // A scenes file that is not one names the file and line.
+    std::fs::write(&scenes, "{\"image_id\": 3}\n").unwrap();
+    let bad = run(&[
+        "check-negatives",
+        out.to_str().unwrap(),
+        "--scenes",
+        scenes.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("scenes.jsonl") && stderr(&bad).contains("line 1"),
+        "{}",
+        stderr(&bad)
+    );
+}

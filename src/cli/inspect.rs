@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use cmcl::report::{self, inspect, ReportOptions};
+use cmcl::core::fs::write_json_atomic;
+use cmcl::report::{self, gold, inspect, ReportOptions};
 use cmcl::store::layout::REPORT_DIR;
+use cmcl::text::parse::lexicon::DEFAULT_WORDNET_DIR;
+use cmcl::text::parse::Parser;
 
 #[derive(clap::Args)]
 pub struct InspectArgs {
@@ -66,6 +69,31 @@ pub fn report(args: ReportArgs) -> anyhow::Result<()> {
             "{} images could not be read; the summary page lists them",
             done.unreadable_images.len()
         );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct CheckNegativesArgs {
+    /// The run folder (holds manifest.json and the shards), made from `cmcl synth` data.
+    dir: PathBuf,
+    /// The gold scenes `cmcl synth` wrote beside pairs.jsonl.
+    #[arg(long, default_value = "data/synth/scenes.jsonl")]
+    scenes: PathBuf,
+    /// WordNet 3.0 database folder (Debian: wordnet-base).
+    #[arg(long, default_value = DEFAULT_WORDNET_DIR)]
+    wordnet: PathBuf,
+    /// Also write the counts as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn check_negatives(args: CheckNegativesArgs) -> anyhow::Result<()> {
+    let parser = Parser::load(&args.wordnet)?;
+    let check = gold::check_negatives(&args.dir, &args.scenes, &parser)?;
+    print!("{check}");
+    if let Some(path) = args.json {
+        write_json_atomic(&path, &check)?;
     }
     Ok(())
 }

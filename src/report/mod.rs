@@ -12,6 +12,7 @@
 //! Shards are read one at a time: counts and histograms are streamed and the sample is a
 //! reservoir, so memory depends on the sample size and the largest shard, not the run.
 
+pub mod gold;
 mod html;
 pub mod inspect;
 

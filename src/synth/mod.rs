@@ -11,6 +11,8 @@
 //! - `images/img-NNNNN.png` and `pairs.jsonl`: captioned images, one record per caption
 //!   (`image_id`, `caption_id`, `caption`, `image_path`, `objects`, `scene_graph`);
 //! - `corpus_images/cimg-NNNNN.png` and `image_corpus.jsonl`: images without captions;
+//! - `scenes.jsonl`: each captioned image's shapes (kind, colour, size, box), the gold
+//!   scene that [`truth::truth`] judges any caption against;
 //! - `text_corpus.jsonl`: captions of further scenes that have no image;
 //! - `synth.json`: the config and summary of the run.
 //!
@@ -29,6 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
 use crate::core::fs::{write_atomic, write_bytes_atomic, write_json_atomic};
+
+pub mod truth;
 
 /// Settings of the generator. Missing fields take their defaults, so a config file may
 /// name only what it changes.
@@ -124,6 +128,13 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
         }
     }
     write_jsonl(&out.join("pairs.jsonl"), &pair_records)?;
+    let scenes: Vec<truth::GoldScene> = data
+        .pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (scene, _))| truth::GoldScene::of(pair_image_id(i), size, scene))
+        .collect();
+    write_jsonl(&out.join("scenes.jsonl"), &scenes)?;
 
     let corpus_records: Vec<ImageRecord> = data
         .corpus
@@ -1225,7 +1236,7 @@ mod tests {
         generate(&cfg, a.path()).unwrap();
         generate(&cfg, b.path()).unwrap();
         let (sa, sb) = (snapshot(a.path()), snapshot(b.path()));
-        assert_eq!(sa.len(), 20 + 5 + 4);
+        assert_eq!(sa.len(), 20 + 5 + 5);
         assert_eq!(sa, sb);
 
         // A different seed must change the data, or the seed is not wired through.

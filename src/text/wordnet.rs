@@ -689,6 +689,21 @@ impl WordNet {
         found
     }
 
+    /// The senses of noun `lemma` (most frequent first) with their lexicographer files,
+    /// each told whether it is, or descends from, a sense of noun `ancestor`.
+    pub fn senses_under(&self, lemma: &str, ancestor: &str) -> Vec<(&'static str, bool)> {
+        let targets = self.synsets_of(ancestor, Pos::Noun);
+        self.synsets_of(lemma, Pos::Noun)
+            .iter()
+            .map(|&id| {
+                let lexname = LEXNAMES[self.synsets[id as usize].lexfile as usize];
+                let under = !targets.is_empty()
+                    && (targets.contains(&id) || self.reaches(&[id], targets, usize::MAX));
+                (lexname, under)
+            })
+            .collect()
+    }
+
     /// True when some sense of noun `lemma` is, or has among its transitive hypernyms
     /// (instance hypernyms included), a sense of noun `ancestor`.
     pub fn is_a(&self, lemma: &str, ancestor: &str) -> bool {

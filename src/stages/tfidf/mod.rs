@@ -17,6 +17,7 @@
 pub mod bm25;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,9 @@ use crate::core::sample::Item;
 use crate::stages::{boxed, Batch, BuildContext, IndexRun, Stage, StageSpec};
 use crate::store::artifact::{inputs_sha256, Artifact, Built, Details, IndexPolicy};
 use crate::store::layout::index_dir;
+use crate::text::parse::facts::ImageFacts;
+use crate::text::parse::lexicon::DEFAULT_WORDNET_DIR;
+use crate::text::parse::{Parser, SceneGraph};
 use crate::text::words::ENGLISH_STOP_WORDS;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +55,14 @@ pub struct TfidfConfig {
     pub smooth_idf: bool,
     /// Candidates above this cosine are near-duplicates and skipped.
     pub max_similarity: f32,
+    /// Drops a neighbour whose caption may be true of the anchor's image: every object it
+    /// names is named by a caption of that image (or is among its object labels), and
+    /// every triple it states but counts is stated there too ("two stars and a circle"
+    /// for an image captioned "a little circle and two tiny stars"). Parses every caption
+    /// with the scene-graph parser.
+    pub false_negative_guard: bool,
+    /// WordNet 3.0 database folder for the guard's parser (Debian: wordnet-base).
+    pub wordnet_dir: PathBuf,
 }
 
 impl Default for TfidfConfig {
@@ -66,6 +78,8 @@ impl Default for TfidfConfig {
             sublinear_tf: false,
             smooth_idf: true,
             max_similarity: 0.9,
+            false_negative_guard: true,
+            wordnet_dir: PathBuf::from(DEFAULT_WORDNET_DIR),
         }
     }
 }
@@ -99,15 +113,21 @@ impl StageSpec for TfidfConfig {
             method: Method::Bm25,
             k: self.k,
             max_similarity: self.max_similarity,
+            false_negative_guard: self.false_negative_guard,
+            wordnet_dir: self.wordnet_dir.clone(),
             ..TfidfConfig::default()
         };
         if self.method == Method::Bm25 && *self != exact_only {
             return Err(
-                "method = \"bm25\" tokenises as its index does: only k and max_similarity apply"
+                "method = \"bm25\" tokenises as its index does: only k, max_similarity and the guard apply"
                     .into(),
             );
         }
         Ok(())
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        vec![&mut self.wordnet_dir]
     }
 
     fn build(&self, corpus: &Corpus, context: &BuildContext) -> Result<Box<dyn Stage>> {
@@ -682,7 +702,19 @@ pub struct TfidfStage {
     miner: Miner,
     /// Per pair, a dense id of its image (dataset + image id).
     groups: Vec<u32>,
+    guard: Option<Guard>,
 }
+
+/// The false-negative guard: every pair caption's graph and what each image states.
+struct Guard {
+    graphs: Vec<SceneGraph>,
+    graph_of_pair: Vec<u32>,
+    facts: ImageFacts,
+}
+
+/// Neighbours fetched per kept one while the guard is on, so that dropped ones are
+/// replaced by the next best.
+const GUARD_OVERFETCH: usize = 3;
 
 enum Miner {
     Exact(TfidfIndex),
@@ -713,9 +745,27 @@ impl TfidfStage {
                 Miner::Bm25(opened.value)
             }
         };
+        let guard = if config.false_negative_guard {
+            let parser = Parser::load(&config.wordnet_dir)?;
+            let (distinct, text_ids) = corpus.distinct_texts();
+            let graph_of_pair = text_ids[..corpus.pairs.len()].to_vec();
+            let graphs: Vec<SceneGraph> = distinct[..]
+                .par_iter()
+                .map(|t| parser.parse(t))
+                .collect();
+            let facts = ImageFacts::build(&parser, corpus, &graph_of_pair, &graphs);
+            Some(Guard {
+                graphs,
+                graph_of_pair,
+                facts,
+            })
+        } else {
+            None
+        };
         Ok(TfidfStage {
             config,
             miner,
+            guard,
             groups: corpus.image_groups(),
         })
     }
@@ -729,9 +779,14 @@ impl Stage for TfidfStage {
     fn augment(&self, batch: Batch) -> Result<()> {
         let (corpus, rows, out, stats) = (batch.corpus, batch.rows, batch.out, batch.stats);
         let (k, ceiling) = (self.config.k, self.config.max_similarity);
+        let wanted = k;
+        let k = match self.guard {
+            Some(_) => k * GUARD_OVERFETCH,
+            None => k,
+        };
         let (found, kind): (Vec<(Vec<Hit>, u64)>, &str) = match &self.miner {
             Miner::Exact(index) => (
-                rows.into_par_iter()
+                rows.clone().into_par_iter()
                     .map_init(
                         || index.scratch(),
                         |scratch, q| index.top_k(q, &self.groups, k, ceiling, scratch),
@@ -742,6 +797,7 @@ impl Stage for TfidfStage {
             Miner::Bm25(index) => {
                 let searcher = index.searcher();
                 let found = rows
+                    .clone()
                     .into_par_iter()
                     .map(|row| {
                         let caption = &corpus.pairs[row].caption;
@@ -752,10 +808,20 @@ impl Stage for TfidfStage {
             }
         };
         let stats = stats.entry(self.name().to_string()).or_default();
-        for ((hits, above_ceiling), aug) in found.into_iter().zip(out.iter_mut()) {
+        for (((mut hits, above_ceiling), aug), row) in found.into_iter().zip(out.iter_mut()).zip(rows) {
             stats.reject("near_duplicate", above_ceiling);
-            if hits.len() < k {
-                stats.reject("fewer_than_k_candidates", (k - hits.len()) as u64);
+            if let Some(guard) = &self.guard {
+                let image = guard.facts.image_of(row);
+                let before = hits.len();
+                hits.retain(|hit| {
+                    let graph = &guard.graphs[guard.graph_of_pair[hit.doc as usize] as usize];
+                    !guard.facts.entails(image, graph)
+                });
+                stats.reject("true_of_image", (before - hits.len()) as u64);
+            }
+            hits.truncate(wanted);
+            if hits.len() < wanted {
+                stats.reject("fewer_than_k_candidates", (wanted - hits.len()) as u64);
             }
             stats.produced += hits.len() as u64;
             for (rank, hit) in hits.into_iter().enumerate() {
@@ -896,6 +962,46 @@ mod tests {
             "scratch must be left cleared"
         );
         assert!(scratch.touched.is_empty(), "scratch must be left cleared");
+    }
+
+    /// "two stars and a circle" from another image names only what the anchor's image
+    /// has: dropped and counted. A neighbour with another object or colour stays.
+    #[test]
+    fn the_guard_drops_neighbours_that_may_be_true_of_the_image() {
+        let mut corpus = crate::core::record::test_corpus([
+            "there is a little circle and two tiny stars",
+            "a circle above a star",
+            "two stars and a circle",
+            "two red stars and a circle",
+            "two stars and a square",
+        ]);
+        // The first two captions describe one image.
+        corpus.pairs[1].image_id = corpus.pairs[0].image_id.clone();
+        let out_dir = tempfile::tempdir().unwrap();
+        let context = BuildContext {
+            cache_dir: out_dir.path(),
+            seed: 1,
+            out_dir: out_dir.path(),
+            progress: false,
+            indexes: IndexPolicy::Build,
+        };
+        let stage = TfidfStage::build(config(), &corpus, &context)
+            .unwrap_or_else(|e| panic!("{e} (WordNet comes from `make apt-deps`)"));
+        let mut out = vec![crate::core::sample::Augmented::default(); 1];
+        let mut stats = crate::core::sample::Stats::new();
+        stage
+            .augment(Batch {
+                corpus: &corpus,
+                rows: 0..1,
+                out: &mut out,
+                stats: &mut stats,
+            })
+            .unwrap();
+        let texts: Vec<&str> = out[0].negatives.iter().filter_map(|n| n.text.as_deref()).collect();
+        assert!(!texts.contains(&"two stars and a circle"), "{texts:?}");
+        assert!(texts.contains(&"two red stars and a circle"), "{texts:?}");
+        assert!(texts.contains(&"two stars and a square"), "{texts:?}");
+        assert_eq!(stats["tfidf"].rejected["true_of_image"], 1);
     }
 
     proptest! {

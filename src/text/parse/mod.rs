@@ -8,6 +8,7 @@
 //! verbs, with rules for coordination, relative clauses, passives and fronted phrases.
 
 pub mod eval;
+pub mod facts;
 pub mod lexicon;
 pub mod parser;
 pub mod tagger;
@@ -18,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 pub use lexicon::{AttributeKind, Lexicon};
 pub use parser::Parser;
+
+/// The parser's version: artifacts counted from its parses (the scene_graph stage's
+/// triple support) record it, so a parser that reads captions differently rebuilds them.
+pub const VERSION: u32 = 1;
 
 /// Byte range into the caption (UTF-8), so `&caption[span]` is the words.
 pub type Span = Range<usize>;

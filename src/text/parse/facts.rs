@@ -1,0 +1,125 @@
+//! What each image's captions (and object labels) state, for the negative stages (scene
+//! graph edits, TF-IDF and BM25 neighbours) to ask
+//! whether a negative may be true of the anchor's image after all: a triple another of
+//! its captions states, an object it names or is labelled with, or a kind it has several
+//! of (then an edit may describe the other one).
+//!
+//! Facts are kept as 64-bit hashes of (image, fact), so a million pairs cost a few
+//! tens of megabytes rather than a copy of every caption's graph.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::{Parser, SceneGraph};
+use crate::core::record::Corpus;
+
+pub struct ImageFacts {
+    /// Per pair, in corpus order, its image's index.
+    image_of_pair: Vec<u32>,
+    facts: HashSet<u64>,
+}
+
+fn fact(image: u32, parts: &[&str]) -> u64 {
+    let mut hasher = Sha256::new();
+    hasher.update(image.to_le_bytes());
+    for p in parts {
+        hasher.update(p.as_bytes());
+        hasher.update([0x1f]);
+    }
+    let digest = hasher.finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// A count attribute ("two"): captions of one image disagree on counts too often for it
+/// to tell a caption apart.
+fn is_count(triple: &[String; 3]) -> bool {
+    triple[1] == "is" && triple[2].chars().all(|c| c.is_ascii_digit())
+}
+
+impl ImageFacts {
+    /// `graph_of_pair[i]` indexes `graphs` with pair `i`'s caption graph.
+    pub fn build(
+        parser: &Parser,
+        corpus: &Corpus,
+        graph_of_pair: &[u32],
+        graphs: &[SceneGraph],
+    ) -> ImageFacts {
+        let lex = parser.lexicon();
+        let mut image_ids: HashMap<&str, u32> = HashMap::new();
+        let mut image_of_pair = Vec::with_capacity(corpus.pairs.len());
+        let mut facts = HashSet::new();
+        let mut labelled: HashSet<u32> = HashSet::new();
+        for (pair, &g) in corpus.pairs.iter().zip(graph_of_pair) {
+            let next = image_ids.len() as u32;
+            let image = *image_ids.entry(pair.image_id.as_str()).or_insert(next);
+            image_of_pair.push(image);
+            let graph = &graphs[g as usize];
+            for [s, p, o] in graph.triples() {
+                facts.insert(fact(image, &[&s, &p, &o]));
+            }
+            for object in &graph.objects {
+                facts.insert(fact(image, &["object", &object.name]));
+            }
+            // Every caption of an image carries the same labels: count them once.
+            if pair.objects.is_none() || !labelled.insert(image) {
+                continue;
+            }
+            let mut labels: BTreeMap<String, usize> = BTreeMap::new();
+            for label in pair.objects.iter().flatten() {
+                let label = label.to_lowercase();
+                let last = label.rsplit(' ').next().unwrap_or(&label);
+                *labels.entry(lex.noun_lemma(last)).or_default() += 1;
+                facts.insert(fact(image, &["object", &label]));
+            }
+            for (name, n) in labels {
+                facts.insert(fact(image, &["object", &name]));
+                if n > 1 {
+                    facts.insert(fact(image, &["several", &name]));
+                }
+            }
+        }
+        ImageFacts {
+            image_of_pair,
+            facts,
+        }
+    }
+
+    /// The image of pair `row` (corpus order).
+    pub fn image_of(&self, row: usize) -> u32 {
+        self.image_of_pair[row]
+    }
+
+    /// Whether a caption of `image` states the triple.
+    pub fn states(&self, image: u32, [s, p, o]: [&str; 3]) -> bool {
+        self.facts.contains(&fact(image, &[s, p, o]))
+    }
+
+    /// Whether a caption of `image` names the object, or it is labelled with it.
+    pub fn names(&self, image: u32, object: &str) -> bool {
+        self.facts.contains(&fact(image, &["object", object]))
+    }
+
+    /// Whether the labels show more than one object of this name in `image`.
+    pub fn several(&self, image: u32, object: &str) -> bool {
+        self.facts.contains(&fact(image, &["several", object]))
+    }
+
+    /// Whether `graph` may well be true of `image`: every object it names is named by a
+    /// caption of the image or among its labels, and every attribute but counts is stated
+    /// there. Relations are not asked for: another caption of the same things ("a man
+    /// swinging a racket" for "a man holding a racket") is seldom false of the image, and
+    /// a blind audit of neighbours kept on relations alone found most still true. An empty
+    /// graph says nothing checkable and is never entailed.
+    pub fn entails(&self, image: u32, graph: &SceneGraph) -> bool {
+        !graph.objects.is_empty()
+            && graph.objects.iter().all(|o| self.names(image, &o.name))
+            && graph
+                .triples()
+                .iter()
+                .filter(|t| t[1] == "is" && !is_count(t))
+                .all(|[s, p, o]| self.states(image, [s, p, o]))
+    }
+}
