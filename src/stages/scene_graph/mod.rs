@@ -471,6 +471,30 @@ const SCENE_POSITIONS: &[&str] = &[
     "ground",
     "air",
     "sky",
+    // Words for a kind of thing, not a thing: "the meal" -> "the pizza", "a purple
+    // outfit" -> "a purple shirt" may describe the same; "a bowl of vegetable" is no
+    // English.
+    "food",
+    "meal",
+    "dish",
+    "snack",
+    "breakfast",
+    "lunch",
+    "dinner",
+    "dessert",
+    "drink",
+    "beverage",
+    "vegetable",
+    "fruit",
+    "outfit",
+    "clothes",
+    "clothing",
+    "gear",
+    "equipment",
+    "item",
+    "thing",
+    "stuff",
+    "object",
 ];
 
 /// Nouns whose plural is the singular ("a bunch of sheep are"): the parse cannot tell
@@ -674,9 +698,9 @@ impl SceneGraphStage {
     }
 
     /// Whether the corpus supports noun `x` (of category `category`) in every slot object
-    /// `o` fills: subject or object of each of its relations and bearer of each attribute
-    /// (by lemma, or by category as [`SceneGraphStage::check`] counts), and named beside
-    /// every other object ("cucumber" beside "turkey" never is).
+    /// `o` fills: subject or object of each of its relations (by lemma), bearer of each
+    /// attribute (by lemma or category), and named beside every other object ("cucumber"
+    /// beside "turkey" never is).
     fn plausible_object(&self, graph: &SceneGraph, o: usize, x: &str, category: &str) -> bool {
         let support = &self.support;
         let config = &self.config.support;
@@ -691,13 +715,11 @@ impl SceneGraphStage {
             } else {
                 continue;
             };
-            let other_category = self.category(other);
+            // Relations by lemma only, as `check` counts them for a new object.
             let ok = if r.subject == o {
-                let by = other_category.map_or(0, |c| support.by_category(category, &r.predicate, c));
-                supported(x, &r.predicate, other, by)
+                supported(x, &r.predicate, other, 0)
             } else {
-                let by = other_category.map_or(0, |c| support.by_category(c, &r.predicate, category));
-                supported(other, &r.predicate, x, by)
+                supported(other, &r.predicate, x, 0)
             };
             if !ok {
                 return false;
@@ -777,6 +799,11 @@ impl SceneGraphStage {
                 .draw(names, rng, |name| {
                     !lex.wordnet().related(name, &object.name, Pos::Noun, 6)
                         && !shares_stem(name, &object.name)
+                        // "a tub, a toilet and a sink" -> "a tub, a bathtub": no second
+                        // name for another object of the caption.
+                        && !graph.objects.iter().any(|other| {
+                            lex.wordnet().related(name, &other.name, Pos::Noun, 2)
+                        })
                         && self.plausible_object(graph, o, name, &entry.category)
                 })
                 .iter()
@@ -1057,6 +1084,9 @@ impl SceneGraphStage {
             // could walk the man) and any animal be blue (so the horse could).
             let by_category = match (category(s), p.as_str()) {
                 _ if matches!(edit.kind, EditKind::SwapObjects | EditKind::SwapAttributes) => 0,
+                // A new object's relations too: "a horse next to a keyboard" is a person
+                // and a device by category, and absurd by lemma.
+                (_, p) if p != "is" && edit.kind == EditKind::ReplaceObject => 0,
                 (Some(cs), "is") => self.support.by_category(cs, p, o),
                 (Some(cs), _) => category(o).map_or(0, |co| self.support.by_category(cs, p, co)),
                 (None, _) => 0,
@@ -2167,7 +2197,7 @@ mod tests {
             "a man riding a horse",
             "a man riding a horse on a beach",
             "a man riding a horse in a field",
-            "a woman feeding a horse",
+            "a woman riding a horse in the snow",
         ];
         let corpus = corpus(&captions);
         let config = SceneGraphConfig {

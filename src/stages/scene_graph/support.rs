@@ -83,7 +83,8 @@ const LATER_SENSE_CATEGORIES: &[&str] = &[
 ];
 
 /// Common caption nouns whose most frequent WordNet sense is not the one photos show
-/// ("plate" as home plate, "snow" as a person's name, "bat" the animal beside a batter).
+/// ("plate" as home plate, "snow" as a person's name, "bat" the animal beside a batter,
+/// "monitor" the proctor, "mouse" the rodent beside a keyboard).
 const SENSE_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("plate", Some("tableware")),
     ("ball", Some("sports equipment")),
@@ -94,6 +95,8 @@ const SENSE_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("ski", Some("sports equipment")),
     ("snowboard", Some("sports equipment")),
     ("television", Some("electronic equipment")),
+    ("monitor", Some("electronic equipment")),
+    ("mouse", Some("electronic equipment")),
     ("toilet", Some("fixture")),
     ("sink", Some("fixture")),
     ("bathtub", Some("fixture")),
