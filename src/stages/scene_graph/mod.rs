@@ -846,9 +846,6 @@ impl SceneGraphStage {
                     intent: Some(Intent::graph(triples, graph, rename)),
                 });
             }
-            if !out.is_empty() {
-                break;
-            }
         }
         out
     }
@@ -947,9 +944,6 @@ impl SceneGraphStage {
                     intent: Some(Intent::graph(triples, graph, str::to_string)),
                 });
             }
-            if !out.is_empty() {
-                break;
-            }
         }
         out
     }
@@ -1027,9 +1021,6 @@ impl SceneGraphStage {
                         triple: triple.clone(),
                     }),
                 });
-            }
-            if !out.is_empty() {
-                break;
             }
         }
         out
