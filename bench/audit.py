@@ -1,9 +1,11 @@
-"""Blind audit files for a run's negatives (protocol: ../shared/audit/README.md).
+"""Blind audit files for a run's negatives or positives (protocol:
+../shared/audit/README.md).
 
-sample: draws N random negatives per kind (fixed seed) from each run given as
-  VERSION=RUN_DIR, mixes them into one shuffled items file the annotator reads
-  (id, caption, candidate, intended_edit) and writes the key (id -> version, kind,
-  generator, params) to a separate file the annotator never opens.
+sample: draws N random items per kind (fixed seed) of one column (--column negatives,
+  the default, or positives) from each run given as VERSION=RUN_DIR, mixes them into one
+  shuffled items file the annotator reads (id, caption, candidate, and for negatives
+  intended_edit) and writes the key (id -> version, kind, generator, params) to a
+  separate file the annotator never opens.
 tabulate: joins the key with a labels file (JSON lines: id, label, fluency) and prints,
   per version and kind, the count of each label, the valid share, the mean fluency and up
   to five examples of each failure label; --json writes the same.
@@ -21,7 +23,10 @@ from pathlib import Path
 
 import pyarrow.ipc as ipc
 
-LABELS = ["valid", "still_true", "ungrammatical", "implausible", "wrong_edit"]
+LABELS = {
+    "negatives": ["valid", "still_true", "ungrammatical", "implausible", "wrong_edit"],
+    "positives": ["valid", "meaning_changed", "ungrammatical", "trivial"],
+}
 INTENDED = {
     "replace_object": "replace one object with a different object",
     "replace_attribute": "replace one attribute (colour, size, material, ...) with a different one",
@@ -33,12 +38,12 @@ INTENDED = {
 }
 
 
-def negatives(run):
+def column_items(run, column):
     out = collections.defaultdict(list)
     for shard in sorted(Path(run).glob("shard-*.arrow")):
-        rows = ipc.open_file(shard).read_all().select(["caption", "negatives"]).to_pylist()
+        rows = ipc.open_file(shard).read_all().select(["caption", column]).to_pylist()
         for row in rows:
-            for n in row["negatives"]:
+            for n in row[column]:
                 if n["text"]:
                     out[n["kind"]].append((row["caption"], n))
     return out
@@ -49,13 +54,16 @@ def sample(args):
     items, key = [], []
     for spec in args.run:
         version, _, run = spec.partition("=")
-        by_kind = negatives(run)
+        by_kind = column_items(run, args.column)
         for kind in sorted(by_kind):
             if args.kinds and kind not in args.kinds:
                 continue
             pool = by_kind[kind]
             for caption, n in rng.sample(pool, min(args.per_kind, len(pool))):
-                items.append({"caption": caption, "candidate": n["text"], "intended_edit": INTENDED.get(kind, kind)})
+                item = {"caption": caption, "candidate": n["text"]}
+                if args.column == "negatives":
+                    item["intended_edit"] = INTENDED.get(kind, kind)
+                items.append(item)
                 key.append({"version": version, "kind": kind, "generator": n["generator"], "params": n["params"]})
     order = list(range(len(items)))
     rng.shuffle(order)
@@ -86,12 +94,13 @@ def tabulate(args):
             item = items[label["id"]]
             cell["examples"][label["label"]].append(f"{item['caption']} -> {item['candidate']}")
     report = {}
-    print(f"{'version':<10} {'kind':<18} {'n':>4} " + " ".join(f"{lab[:12]:>12}" for lab in LABELS) + f" {'valid %':>8} {'fluency':>8}")
+    labels = LABELS[args.column]
+    print(f"{'version':<10} {'kind':<18} {'n':>4} " + " ".join(f"{lab[:12]:>12}" for lab in labels) + f" {'valid %':>8} {'fluency':>8}")
     for (version, kind), cell in sorted(table.items()):
         n = sum(cell["labels"].values())
         valid = cell["labels"]["valid"] / max(n, 1)
         fluency = sum(cell["fluency"]) / max(len(cell["fluency"]), 1)
-        print(f"{version:<10} {kind:<18} {n:>4} " + " ".join(f"{cell['labels'][lab]:>12}" for lab in LABELS) + f" {100 * valid:>7.1f}% {fluency:>8.2f}")
+        print(f"{version:<10} {kind:<18} {n:>4} " + " ".join(f"{cell['labels'][lab]:>12}" for lab in labels) + f" {100 * valid:>7.1f}% {fluency:>8.2f}")
         report.setdefault(version, {})[kind] = {
             "n": n,
             "labels": dict(cell["labels"]),
@@ -108,6 +117,7 @@ def main():
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sample")
     s.add_argument("--run", action="append", required=True, help="VERSION=RUN_DIR")
+    s.add_argument("--column", choices=sorted(LABELS), default="negatives")
     s.add_argument("--per-kind", type=int, default=60)
     s.add_argument("--kinds", nargs="*")
     s.add_argument("--seed", type=int, default=7)
@@ -116,6 +126,7 @@ def main():
     t.add_argument("--key", required=True)
     t.add_argument("--labels", required=True)
     t.add_argument("--items")
+    t.add_argument("--column", choices=sorted(LABELS), default="negatives")
     t.add_argument("--json")
     args = ap.parse_args()
     sample(args) if args.command == "sample" else tabulate(args)

@@ -38,6 +38,8 @@ use crate::core::record::Corpus;
 use crate::core::sample::{Item, StageStats};
 use crate::embed::text::{cosine, TextEncoder};
 use crate::stages::{boxed, Batch, BuildContext, Stage, StageSpec};
+use crate::text::parse::lexicon::DEFAULT_WORDNET_DIR;
+use crate::text::parse::{Parser, SceneGraph};
 use crate::text::words::normalize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +334,8 @@ pub struct BacktranslateStage {
     encoder: TextEncoder,
     /// For the synonym-aware dropped-word check, when configured.
     wordnet: Option<crate::text::wordnet::WordNet>,
+    /// For the same-graph check (`filter.same_graph`).
+    parser: Option<Parser>,
     cache: TranslationCache,
 }
 
@@ -412,8 +416,19 @@ impl BacktranslateStage {
             })?),
             None => None,
         };
+        let parser = if config.filter.same_graph {
+            let dir = config
+                .filter
+                .wordnet_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_WORDNET_DIR));
+            Some(Parser::load(&dir)?)
+        } else {
+            None
+        };
         Ok(BacktranslateStage {
             wordnet,
+            parser,
             encoder: TextEncoder::load(&config.encoder)?,
             cache: TranslationCache::open(cache_dir)?,
             config,
@@ -505,6 +520,10 @@ impl Stage for BacktranslateStage {
             .collect();
         let mut candidates = Vec::new();
         let mut seen: Vec<Vec<String>> = vec![Vec::new(); captions.len()];
+        let graphs: Vec<SceneGraph> = match &self.parser {
+            Some(parser) => captions.par_iter().map(|c| parser.parse(c)).collect(),
+            None => Vec::new(),
+        };
         for (p, pivot) in self.pivots.iter().enumerate() {
             let (via, back) = self.round_trip_cached(pivot, &captions, stats)?;
             for (row, (text, via)) in back.into_iter().zip(via).enumerate() {
@@ -519,6 +538,14 @@ impl Stage for BacktranslateStage {
                     None => &filter::NoVocabulary,
                 };
                 match lexical_check(&self.config.filter, &captions[row], &text, vocabulary) {
+                    Ok(_)
+                        if self.parser.as_ref().is_some_and(|parser| {
+                            let wordnet = parser.lexicon().wordnet();
+                            !filter::graph_kept(wordnet, &graphs[row], &parser.parse(&text))
+                        }) =>
+                    {
+                        stats.reject("graph_changed", 1)
+                    }
                     Ok(lexical) => candidates.push(Candidate {
                         row,
                         pivot: p,
@@ -722,8 +749,11 @@ mod tests {
             pivots: vec!["p".into(), "q".into()],
             max_positives: 1,
             encoder: PathBuf::new(),
+            // The scripted round trips change graphs on purpose ("man" -> "person");
+            // `filter::tests` covers the same-graph check.
             filter: FilterConfig {
                 max_dropped_content_words: 3,
+                same_graph: false,
                 ..FilterConfig::default()
             },
             apertium: ApertiumOptions::default(),
@@ -740,6 +770,7 @@ mod tests {
         // caption, with a second good paraphrase that the cap of one turns away.
         let stage = BacktranslateStage {
             wordnet: None,
+            parser: None,
             encoder: crate::embed::text::tests::minilm(),
             cache: TranslationCache::open(dir.path()).unwrap(),
             config,
