@@ -121,6 +121,8 @@ stages! {
     scene_graph::SceneGraph(SceneGraphConfig),
     /// Extra positive context: nearest images and texts.
     retrieval::Retrieval(RetrievalConfig),
+    /// Positives: the other captions of the same image.
+    siblings::Siblings(SiblingsConfig),
 }
 
 /// What stages may need from the run besides their config and the corpus.
