@@ -123,6 +123,8 @@ stages! {
     retrieval::Retrieval(RetrievalConfig),
     /// Positives: the other captions of the same image.
     siblings::Siblings(SiblingsConfig),
+    /// Positives: the caption in another construction with the same scene graph.
+    rewrite::Rewrite(RewriteConfig),
 }
 
 /// What stages may need from the run besides their config and the corpus.
