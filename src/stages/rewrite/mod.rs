@@ -9,7 +9,10 @@
 //!   a bed");
 //! - `there_insertion`: a caption that is one noun phrase with a participle gets "There
 //!   is" / "There are" ("Two dogs playing in the snow" -> "There are two dogs playing in
-//!   the snow").
+//!   the snow");
+//! - `finite_verb`: such a caption as a sentence ("A man riding a horse" -> "A man is
+//!   riding a horse");
+//! - `participle`: the reverse ("A man is riding a horse" -> "A man riding a horse").
 //!
 //! Every rewrite is parsed again and kept only when its graph equals the original's
 //! (objects and triples), so no rule changes what the caption says.
@@ -35,6 +38,8 @@ pub enum Rule {
     RelativeClause,
     ReducedClause,
     ThereInsertion,
+    FiniteVerb,
+    Participle,
 }
 
 impl Rule {
@@ -43,6 +48,8 @@ impl Rule {
             Rule::RelativeClause => "relative_clause",
             Rule::ReducedClause => "reduced_clause",
             Rule::ThereInsertion => "there_insertion",
+            Rule::FiniteVerb => "finite_verb",
+            Rule::Participle => "participle",
         }
     }
 }
@@ -64,7 +71,13 @@ fn default_wordnet_dir() -> PathBuf {
     PathBuf::from(DEFAULT_WORDNET_DIR)
 }
 fn all_rules() -> Vec<Rule> {
-    vec![Rule::RelativeClause, Rule::ReducedClause, Rule::ThereInsertion]
+    vec![
+        Rule::RelativeClause,
+        Rule::ReducedClause,
+        Rule::ThereInsertion,
+        Rule::FiniteVerb,
+        Rule::Participle,
+    ]
 }
 fn default_max_rewrites() -> usize {
     2
@@ -113,6 +126,8 @@ impl RewriteStage {
                 Rule::RelativeClause => self.relative_clause(caption, graph),
                 Rule::ReducedClause => reduced_clause(caption, &tokens),
                 Rule::ThereInsertion => self.there_insertion(caption, graph, &tokens),
+                Rule::FiniteVerb => self.finite_verb(caption, graph, &tokens),
+                Rule::Participle => participle(caption, &tokens),
             };
             if let Some(text) = text {
                 out.push((rule, text));
@@ -155,20 +170,47 @@ impl RewriteStage {
         Some(format!("{}{pronoun} {verb} {}", &caption[..at], &caption[at..]))
     }
 
-    fn there_insertion(
+    /// The subject and predicate offset of a caption that is one noun phrase, opening the
+    /// caption, with its participle, and no finite verb that a rewrite would clash with.
+    fn lone_phrase(
         &self,
         caption: &str,
         graph: &SceneGraph,
         tokens: &[tagger::Token],
-    ) -> Option<String> {
-        // One noun phrase and its participle: no finite verb that would clash.
+    ) -> Option<(usize, usize)> {
         if tokens
             .iter()
             .any(|t| matches!(t.tag, Tag::Auxiliary | Tag::There | Tag::Verb(VerbForm::S)))
         {
             return None;
         }
-        let (subject, _) = self.participle_after_subject(caption, graph)?;
+        let (subject, at) = self.participle_after_subject(caption, graph)?;
+        let first = tokens.first()?;
+        (graph.objects[subject].phrase.start == first.span.start).then_some((subject, at))
+    }
+
+    fn finite_verb(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        tokens: &[tagger::Token],
+    ) -> Option<String> {
+        let (subject, at) = self.lone_phrase(caption, graph, tokens)?;
+        let verb = if is_plural(caption, &graph.objects[subject]) {
+            "are"
+        } else {
+            "is"
+        };
+        Some(format!("{}{verb} {}", &caption[..at], &caption[at..]))
+    }
+
+    fn there_insertion(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        tokens: &[tagger::Token],
+    ) -> Option<String> {
+        let (subject, _) = self.lone_phrase(caption, graph, tokens)?;
         let object = &graph.objects[subject];
         let first = tokens.first()?;
         if object.phrase.start != first.span.start
@@ -196,6 +238,23 @@ fn is_plural(caption: &str, object: &crate::text::parse::Object) -> bool {
             head.rsplit(' ').next().unwrap_or(&head),
             "people" | "police" | "cattle" | "men" | "women" | "children"
         )
+}
+
+/// "A man is riding a horse" -> "A man riding a horse": the first "is"/"are" of the
+/// caption, right before an "-ing" verb and after a noun, and nothing finite elsewhere.
+fn participle(caption: &str, tokens: &[tagger::Token]) -> Option<String> {
+    let finite = tokens
+        .iter()
+        .filter(|t| matches!(t.tag, Tag::Auxiliary | Tag::Verb(VerbForm::S) | Tag::There))
+        .count();
+    if finite != 1 {
+        return None;
+    }
+    tokens.windows(3).find_map(|w| {
+        let copula = matches!(w[1].word.as_str(), "is" | "are") && w[1].tag == Tag::Auxiliary;
+        (w[0].tag == Tag::Noun && copula && w[2].tag == Tag::Verb(VerbForm::Ing))
+            .then(|| format!("{}{}", &caption[..w[1].span.start], &caption[w[2].span.start..]))
+    })
 }
 
 /// "who is riding" -> "riding": a relative pronoun and "is"/"are" before an "-ing" verb.
@@ -324,6 +383,10 @@ mod tests {
         assert!(got.iter().all(|(_, t)| !t.contains(" is ")), "{got:?}");
         // The participle may belong to both: no rewrite of the last conjunct alone.
         assert!(rewrites(&stage, "A dish of food and a drink sitting on a table.").is_empty());
+        let got = rewrites(&stage, "A man riding a horse on a beach");
+        assert!(got.contains(&("finite_verb", "A man is riding a horse on a beach".to_string())), "{got:?}");
+        let got = rewrites(&stage, "A man is riding a horse on a beach");
+        assert!(got.contains(&("participle", "A man riding a horse on a beach".to_string())), "{got:?}");
         let got = rewrites(&stage, "a cat that is sitting on a bed");
         assert!(got.contains(&("reduced_clause", "a cat sitting on a bed".to_string())), "{got:?}");
     }
