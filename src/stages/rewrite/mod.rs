@@ -12,7 +12,11 @@
 //!   the snow");
 //! - `finite_verb`: such a caption as a sentence ("A man riding a horse" -> "A man is
 //!   riding a horse");
-//! - `participle`: the reverse ("A man is riding a horse" -> "A man riding a horse").
+//! - `participle`: the reverse ("A man is riding a horse" -> "A man riding a horse");
+//! - `with_clause`: "with" right after the caption's opening noun phrase as "that has"
+//!   ("A kitchen with a stove" -> "A kitchen that has a stove"; "who" for people, "have"
+//!   for plurals). Only there: elsewhere "with" may be an instrument ("cutting a cake with
+//!   a knife").
 //!
 //! Every rewrite is parsed again and kept only when its graph equals the original's
 //! (objects and triples), so no rule changes what the caption says.
@@ -40,6 +44,7 @@ pub enum Rule {
     ThereInsertion,
     FiniteVerb,
     Participle,
+    WithClause,
 }
 
 impl Rule {
@@ -50,6 +55,7 @@ impl Rule {
             Rule::ThereInsertion => "there_insertion",
             Rule::FiniteVerb => "finite_verb",
             Rule::Participle => "participle",
+            Rule::WithClause => "with_clause",
         }
     }
 }
@@ -77,6 +83,7 @@ fn all_rules() -> Vec<Rule> {
         Rule::ThereInsertion,
         Rule::FiniteVerb,
         Rule::Participle,
+        Rule::WithClause,
     ]
 }
 fn default_max_rewrites() -> usize {
@@ -108,11 +115,20 @@ pub struct RewriteStage {
     parser: Parser,
 }
 
-/// Objects and triples, the part of a graph a rewrite must keep.
+/// Objects and triples, the part of a graph a rewrite must keep. "with" and "have" are
+/// one relation here: "a kitchen with a stove" is "a kitchen that has a stove".
 fn meaning(graph: &SceneGraph) -> (Vec<String>, BTreeSet<[String; 3]>) {
     let mut objects: Vec<String> = graph.objects.iter().map(|o| o.name.clone()).collect();
     objects.sort();
-    (objects, graph.triples().into_iter().collect())
+    let triples = graph
+        .triples()
+        .into_iter()
+        .map(|[s, p, o]| {
+            let p = if p == "with" { "have".to_string() } else { p };
+            [s, p, o]
+        })
+        .collect();
+    (objects, triples)
 }
 
 impl RewriteStage {
@@ -128,6 +144,7 @@ impl RewriteStage {
                 Rule::ThereInsertion => self.there_insertion(caption, graph, &tokens),
                 Rule::FiniteVerb => self.finite_verb(caption, graph, &tokens),
                 Rule::Participle => participle(caption, &tokens),
+                Rule::WithClause => self.with_clause(caption, graph, &tokens),
             };
             if let Some(text) = text {
                 out.push((rule, text));
@@ -202,6 +219,32 @@ impl RewriteStage {
             "is"
         };
         Some(format!("{}{verb} {}", &caption[..at], &caption[at..]))
+    }
+
+    fn with_clause(
+        &self,
+        caption: &str,
+        graph: &SceneGraph,
+        tokens: &[tagger::Token],
+    ) -> Option<String> {
+        let first = graph.objects.first()?;
+        let opening = tokens.first()?;
+        if first.phrase.start != opening.span.start {
+            return None;
+        }
+        let with = tokens
+            .iter()
+            .find(|t| t.span.start >= first.phrase.end)
+            .filter(|t| t.word == "with" && caption[first.phrase.end..t.span.start].trim().is_empty())?;
+        let wordnet = self.parser.lexicon().wordnet();
+        let person = wordnet.lexnames(&first.name, Pos::Noun).first() == Some(&"noun.person");
+        let pronoun = if person { "who" } else { "that" };
+        let verb = if is_plural(caption, first) { "have" } else { "has" };
+        Some(format!(
+            "{}{pronoun} {verb}{}",
+            &caption[..with.span.start],
+            &caption[with.span.end..]
+        ))
     }
 
     fn there_insertion(
@@ -387,6 +430,13 @@ mod tests {
         assert!(got.contains(&("finite_verb", "A man is riding a horse on a beach".to_string())), "{got:?}");
         let got = rewrites(&stage, "A man is riding a horse on a beach");
         assert!(got.contains(&("participle", "A man riding a horse on a beach".to_string())), "{got:?}");
+        let got = rewrites(&stage, "A kitchen with a stove and a sink");
+        assert!(got.contains(&("with_clause", "A kitchen that has a stove and a sink".to_string())), "{got:?}");
+        let got = rewrites(&stage, "Two dogs with collars");
+        assert!(got.contains(&("with_clause", "Two dogs that have collars".to_string())), "{got:?}");
+        // An instrument, not a possession: "with" does not follow the opening phrase.
+        let got = rewrites(&stage, "A man cutting a cake with a knife");
+        assert!(got.iter().all(|(r, _)| *r != "with_clause"), "{got:?}");
         let got = rewrites(&stage, "a cat that is sitting on a bed");
         assert!(got.contains(&("reduced_clause", "a cat sitting on a bed".to_string())), "{got:?}");
     }
@@ -394,7 +444,7 @@ mod tests {
     #[test]
     fn no_pattern_or_a_finite_verb_means_no_rewrite() {
         let stage = stage();
-        assert!(rewrites(&stage, "A kitchen with a stove and a sink").is_empty());
+        assert!(rewrites(&stage, "Kitchen, stove and sink").is_empty());
         // "is riding" is finite already: no "There is a man is riding".
         let got = rewrites(&stage, "A man is riding a horse");
         assert!(got.iter().all(|(r, _)| *r != "there_insertion"), "{got:?}");
