@@ -332,7 +332,8 @@ pub struct BacktranslateStage {
     config: BacktranslateConfig,
     pivots: Vec<Pivot>,
     encoder: TextEncoder,
-    /// For the synonym-aware dropped-word check, when configured.
+    /// For the synonym-aware dropped-word check, when configured and no parser carries
+    /// one already.
     wordnet: Option<crate::text::wordnet::WordNet>,
     /// For the same-graph check (`filter.same_graph`).
     parser: Option<Parser>,
@@ -410,12 +411,6 @@ impl BacktranslateStage {
                 backward,
             });
         }
-        let wordnet = match &config.filter.wordnet_dir {
-            Some(dir) => Some(crate::text::wordnet::WordNet::load(dir).map_err(|e| {
-                Error::model(dir, format!("{e} (install wordnet-base: `make apt-deps`)"))
-            })?),
-            None => None,
-        };
         let parser = if config.filter.same_graph {
             let dir = config
                 .filter
@@ -425,6 +420,13 @@ impl BacktranslateStage {
             Some(Parser::load(&dir)?)
         } else {
             None
+        };
+        // The parser's WordNet serves the synonym check too when it is the same folder.
+        let wordnet = match (&config.filter.wordnet_dir, &parser) {
+            (Some(_), Some(_)) | (None, _) => None,
+            (Some(dir), None) => Some(crate::text::wordnet::WordNet::load(dir).map_err(|e| {
+                Error::model(dir, format!("{e} (install wordnet-base: `make apt-deps`)"))
+            })?),
         };
         Ok(BacktranslateStage {
             wordnet,
@@ -533,9 +535,12 @@ impl Stage for BacktranslateStage {
                     continue;
                 }
                 seen[row].push(normalized);
-                let vocabulary: &dyn filter::Vocabulary = match &self.wordnet {
-                    Some(wordnet) => wordnet,
-                    None => &filter::NoVocabulary,
+                let vocabulary: &dyn filter::Vocabulary = match (&self.wordnet, &self.parser) {
+                    (Some(wordnet), _) => wordnet,
+                    (None, Some(parser)) if self.config.filter.wordnet_dir.is_some() => {
+                        parser.lexicon().wordnet()
+                    }
+                    _ => &filter::NoVocabulary,
                 };
                 match lexical_check(&self.config.filter, &captions[row], &text, vocabulary) {
                     Ok(_)

@@ -175,14 +175,20 @@ impl RewriteStage {
         })
     }
 
+    /// "who" for people, by the noun's most frequent sense (a dog has a rare person
+    /// sense), else "that".
+    fn relative_pronoun(&self, noun: &str) -> &'static str {
+        let wordnet = self.parser.lexicon().wordnet();
+        match wordnet.lexnames(noun, Pos::Noun).first() {
+            Some(&"noun.person") => "who",
+            _ => "that",
+        }
+    }
+
     fn relative_clause(&self, caption: &str, graph: &SceneGraph) -> Option<String> {
         let (subject, at) = self.participle_after_subject(caption, graph)?;
         let object = &graph.objects[subject];
-        // "who" for people by the noun's most frequent sense (a dog has a rare
-        // person sense).
-        let wordnet = self.parser.lexicon().wordnet();
-        let person = wordnet.lexnames(&object.name, Pos::Noun).first() == Some(&"noun.person");
-        let pronoun = if person { "who" } else { "that" };
+        let pronoun = self.relative_pronoun(&object.name);
         let verb = if is_plural(caption, object) { "are" } else { "is" };
         Some(format!("{}{pronoun} {verb} {}", &caption[..at], &caption[at..]))
     }
@@ -236,9 +242,7 @@ impl RewriteStage {
             .iter()
             .find(|t| t.span.start >= first.phrase.end)
             .filter(|t| t.word == "with" && caption[first.phrase.end..t.span.start].trim().is_empty())?;
-        let wordnet = self.parser.lexicon().wordnet();
-        let person = wordnet.lexnames(&first.name, Pos::Noun).first() == Some(&"noun.person");
-        let pronoun = if person { "who" } else { "that" };
+        let pronoun = self.relative_pronoun(&first.name);
         let verb = if is_plural(caption, first) { "have" } else { "has" };
         Some(format!(
             "{}{pronoun} {verb}{}",

@@ -19,7 +19,7 @@
 mod contrast;
 pub mod support;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -267,7 +267,8 @@ impl StageSpec for SceneGraphConfig {
         let parser = Parser::load(&self.wordnet_dir)?;
         let (distinct, _) = corpus.distinct_texts();
         let graphs: Vec<SceneGraph> = distinct.par_iter().map(|t| parser.parse(t)).collect();
-        let support = triple_support(&parser, corpus, run.dir, IndexPolicy::Build, &graphs)?;
+        let categories = support::categories(parser.lexicon(), &graphs);
+        let support = triple_support(corpus, run.dir, IndexPolicy::Build, &graphs, &categories)?;
         Ok(vec![
             format!(
                 "caption language model: {} texts",
@@ -578,7 +579,7 @@ pub struct SceneGraphStage {
     facts: ImageFacts,
     /// The visual category of every object name the corpus parses into (a WordNet walk
     /// per anchor is too slow to repeat per candidate).
-    categories: HashMap<String, Option<&'static str>>,
+    categories: support::Categories,
 }
 
 impl SceneGraphStage {
@@ -593,14 +594,7 @@ impl SceneGraphStage {
         // as in the language model.
         let (distinct, text_ids) = corpus.distinct_texts();
         let graphs: Vec<SceneGraph> = distinct.par_iter().map(|t| parser.parse(t)).collect();
-        let names: BTreeSet<&str> = graphs
-            .iter()
-            .flat_map(|g| g.objects.iter().map(|o| o.name.as_str()))
-            .collect();
-        let categories: HashMap<String, Option<&'static str>> = names
-            .into_par_iter()
-            .map(|name| (name.to_string(), object_category(parser.lexicon(), name)))
-            .collect();
+        let categories = support::categories(parser.lexicon(), &graphs);
         let mut vocabulary = Vocabulary::default();
         for (text, graph) in distinct.iter().zip(&graphs) {
             learn(&mut vocabulary, text, graph, &categories);
@@ -608,7 +602,7 @@ impl SceneGraphStage {
         let candidates = Candidates::of(&vocabulary, config.min_candidate_count);
         let index = index_dir(context.out_dir);
         let model = language_model(&config.language_model, corpus, &index, context.indexes)?;
-        let support = triple_support(&parser, corpus, &index, context.indexes, &graphs)?;
+        let support = triple_support(corpus, &index, context.indexes, &graphs, &categories)?;
         let encoder = config
             .encoder
             .as_deref()
@@ -634,7 +628,13 @@ impl SceneGraphStage {
 
     /// Candidate negatives for one caption, before the checks, each kind's closest to the
     /// original's language-model score first.
-    fn candidates(&self, uid: &[u8; 16], caption: &str, graph: &SceneGraph, original: f64) -> Vec<Edit> {
+    fn candidates(
+        &self,
+        uid: &[u8; 16],
+        caption: &str,
+        graph: &SceneGraph,
+        original: f64,
+    ) -> Vec<(EditKind, Vec<Edit>)> {
         let mut out = Vec::new();
         for &kind in &self.config.kinds {
             let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, uid, kind));
@@ -651,7 +651,7 @@ impl SceneGraphStage {
                     swap_attributes(self.parser.lexicon().wordnet(), caption, graph, &mut rng)
                 }
             };
-            out.extend(edits);
+            out.push((kind, edits));
         }
         out
     }
@@ -1150,7 +1150,7 @@ fn learn(
     vocabulary: &mut Vocabulary,
     caption: &str,
     graph: &SceneGraph,
-    categories: &HashMap<String, Option<&'static str>>,
+    categories: &support::Categories,
 ) {
     for object in &graph.objects {
         // Single-word heads only: a replacement is one word for one word.
@@ -1257,11 +1257,11 @@ pub fn language_model(
 /// parsed distinct texts (`graphs`, in [`Corpus::distinct_texts`] order) when missing or
 /// made from other texts (unless `policy` forbids).
 fn triple_support(
-    parser: &Parser,
     corpus: &Corpus,
     index_dir: &Path,
     policy: IndexPolicy,
     graphs: &[SceneGraph],
+    categories: &support::Categories,
 ) -> Result<Support> {
     let (texts, _) = corpus.distinct_texts();
     let settings = format!("support v{} parser {}", support::VERSION, crate::text::parse::VERSION);
@@ -1271,7 +1271,7 @@ fn triple_support(
         file: "support.bin",
         format_version: support::VERSION,
         build: &|path| {
-            let counts = Support::build(parser.lexicon(), graphs);
+            let counts = Support::build(graphs, categories);
             counts.save(path)?;
             let details = Details::from([
                 ("texts".to_string(), texts.len().into()),
@@ -1689,22 +1689,15 @@ impl SceneGraphStage {
         let original = self.model.mean_log_prob(caption);
         let graph = &self.graphs[self.graph_of_pair[row] as usize];
         let image = self.facts.image_of(row);
-        let mut edits = self.candidates(&pair.uid, caption, graph, original);
         let mut outcome = Outcome::default();
         let mut seen_texts: BTreeSet<String> = BTreeSet::new();
-        for &kind in &self.config.kinds {
+        for (kind, edits) in self.candidates(&pair.uid, caption, graph, original) {
+            if edits.is_empty() {
+                outcome.no_candidate.push(kind);
+                continue;
+            }
             let mut scored: Vec<(Edit, String, f64)> = Vec::new();
-            let mut any = false;
-            for edit in edits.iter_mut().filter(|e| e.kind == kind) {
-                any = true;
-                let edit = std::mem::replace(
-                    edit,
-                    Edit {
-                        kind,
-                        replacements: Vec::new(),
-                        intent: None,
-                    },
-                );
+            for edit in edits {
                 match edit.apply(caption) {
                     None => outcome.rejected.push((Verdict::EditMismatch, kind)),
                     Some(text) if text.to_lowercase() == caption.to_lowercase() => {
@@ -1719,10 +1712,6 @@ impl SceneGraphStage {
                         }
                     }
                 }
-            }
-            if !any {
-                outcome.no_candidate.push(kind);
-                continue;
             }
             scored.sort_by(|a, b| a.2.abs().total_cmp(&b.2.abs()).then_with(|| a.1.cmp(&b.1)));
             let mut verdicts: Vec<Option<Verdict>> = vec![None; scored.len()];

@@ -7,8 +7,10 @@
 //! Built once per corpus from the parsed texts and kept as `OUT/index/support.bin`, an
 //! artifact like `tfidf.bin` (versioned, checksummed, rebuilt when the texts change).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+
+use rayon::prelude::*;
 
 use crate::core::binfile::{Reader, Writer};
 use crate::core::error::{Error, Result};
@@ -144,6 +146,22 @@ pub fn object_category(lex: &Lexicon, lemma: &str) -> Option<&'static str> {
     None
 }
 
+/// The visual category of every object name of some graphs.
+pub type Categories = HashMap<String, Option<&'static str>>;
+
+/// [`object_category`] of every object name in `graphs`, each looked up once (a WordNet
+/// walk per anchor is too slow to repeat per candidate).
+pub fn categories(lex: &Lexicon, graphs: &[SceneGraph]) -> Categories {
+    let names: BTreeSet<&str> = graphs
+        .iter()
+        .flat_map(|g| g.objects.iter().map(|o| o.name.as_str()))
+        .collect();
+    names
+        .into_par_iter()
+        .map(|name| (name.to_string(), object_category(lex, name)))
+        .collect()
+}
+
 /// Triple counts, by lemma and by category, and what fills each slot of a stated triple.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Support {
@@ -168,8 +186,8 @@ fn key(parts: &[&str]) -> String {
 impl Support {
     /// Counts every triple of every graph once per text (a caption that repeats a triple
     /// supports it once), by lemma and by category.
-    pub fn build<'a>(lex: &Lexicon, graphs: impl IntoIterator<Item = &'a SceneGraph>) -> Support {
-        let mut categories: HashMap<String, Option<&'static str>> = HashMap::new();
+    /// `categories` holds the category of every object name in `graphs`.
+    pub fn build(graphs: &[SceneGraph], categories: &Categories) -> Support {
         let mut counts: HashMap<String, u32> = HashMap::new();
         for graph in graphs {
             let mut keys: Vec<String> = Vec::new();
@@ -177,11 +195,7 @@ impl Support {
                 if p == "is" && o.chars().all(|c| c.is_ascii_digit()) {
                     continue;
                 }
-                let mut category = |name: &str| {
-                    *categories
-                        .entry(name.to_string())
-                        .or_insert_with(|| object_category(lex, name))
-                };
+                let category = |name: &str| categories.get(name).copied().flatten();
                 keys.push(key(&["t", &s, &p, &o]));
                 let cs = category(&s);
                 let co = if p == "is" { None } else { category(&o) };
@@ -362,7 +376,7 @@ mod tests {
             graph("a woman riding a horse"),
             graph("a girl riding a horse on a beach"),
         ];
-        let support = Support::build(parser().lexicon(), &graphs);
+        let support = Support::build(&graphs, &categories(parser().lexicon(), &graphs));
         assert_eq!(support.triple("man", "ride", "horse"), 1);
         assert_eq!(support.by_category("person", "ride", "animal"), 3);
         assert_eq!(support.together("horse", "beach"), 1);
@@ -374,7 +388,7 @@ mod tests {
     #[test]
     fn saves_and_loads_every_count() {
         let graphs = [graph("a black dog on a red sofa"), graph("two cats on a bed")];
-        let support = Support::build(parser().lexicon(), &graphs);
+        let support = Support::build(&graphs, &categories(parser().lexicon(), &graphs));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("support.bin");
         support.save(&path).unwrap();
