@@ -18,9 +18,10 @@ const CAPTIONS: &[&str] = &[
     "Several boats are docked in the calm harbor.",
 ];
 
-/// The pipeline over `CAPTIONS`. The same-graph check is off: it keeps one of these
-/// eight captions' round trips, too few to see pivots, scores and the cache at work (its
-/// own tests are in `stages::backtranslate::filter`).
+/// The pipeline over `CAPTIONS`. The same-graph and well-formedness checks are off: they
+/// keep one of these eight captions' round trips at most (eight captions are too small a
+/// corpus for the word-pair evidence), too few to see pivots, scores and the cache at
+/// work (their own tests are in `stages::backtranslate::filter`).
 fn pipeline(dir: &Path) -> std::path::PathBuf {
     let pairs = dir.join("pairs.jsonl");
     let lines: Vec<String> = CAPTIONS
@@ -36,7 +37,7 @@ fn pipeline(dir: &Path) -> std::path::PathBuf {
         format!(
             "name = \"bt\"\n[[inputs.pairs]]\nformat = \"jsonl\"\npath = \"pairs.jsonl\"\n\
              [[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\", \"cat\"]\n\
-             encoder = \"{}\"\nfilter = {{ min_similarity = 0.75, same_graph = false }}\n[output]\nrows_per_shard = 3\n",
+             encoder = \"{}\"\nfilter = {{ min_similarity = 0.75, same_graph = false, well_formed = false }}\n[output]\nrows_per_shard = 3\n",
             encoder.display()
         ),
     )

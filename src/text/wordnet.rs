@@ -608,6 +608,19 @@ impl WordNet {
         self.entry(&normalize(lemma), pos).map_or(0, |e| e.tagged)
     }
 
+    /// True when `a` and `b` have the same most frequent sense (index order): "photo" and
+    /// "photograph", but not "bathroom" and "bath", whose shared synset is the room and
+    /// not what a reader takes "bath" for.
+    pub fn same_first_sense(&self, a: &str, b: &str, pos: Pos) -> bool {
+        match (
+            self.synsets_of(a, pos).first(),
+            self.synsets_of(b, pos).first(),
+        ) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        }
+    }
+
     /// True when `a` and `b` share a synset, or a chain of at most `max_depth` hypernym
     /// (or instance hypernym) steps leads from a sense of one to a sense of the other.
     pub fn related(&self, a: &str, b: &str, pos: Pos, max_depth: usize) -> bool {

@@ -131,8 +131,8 @@ impl StageSpec for BacktranslateConfig {
         paths
     }
 
-    fn build(&self, _corpus: &Corpus, context: &BuildContext) -> Result<Box<dyn Stage>> {
-        BacktranslateStage::build(self.clone(), context.cache_dir).map(boxed)
+    fn build(&self, corpus: &Corpus, context: &BuildContext) -> Result<Box<dyn Stage>> {
+        BacktranslateStage::build(self.clone(), corpus, context.cache_dir).map(boxed)
     }
 }
 
@@ -337,6 +337,8 @@ pub struct BacktranslateStage {
     wordnet: Option<crate::text::wordnet::WordNet>,
     /// For the same-graph check (`filter.same_graph`).
     parser: Option<Parser>,
+    /// The run's word pairs, for the well-formedness check (`filter.well_formed`).
+    bigrams: Option<filter::Bigrams>,
     cache: TranslationCache,
 }
 
@@ -347,6 +349,7 @@ or configure Marian models (marian.models.PIVOT = { to_pivot = DIR, from_pivot =
 impl BacktranslateStage {
     pub fn build(
         config: BacktranslateConfig,
+        corpus: &Corpus,
         cache_dir: &std::path::Path,
     ) -> Result<BacktranslateStage> {
         let stage_error = |message: String| Error::Stage {
@@ -428,9 +431,14 @@ impl BacktranslateStage {
                 Error::model(dir, format!("{e} (install wordnet-base: `make apt-deps`)"))
             })?),
         };
+        let bigrams = config
+            .filter
+            .well_formed
+            .then(|| filter::Bigrams::of(corpus.distinct_texts().0));
         Ok(BacktranslateStage {
             wordnet,
             parser,
+            bigrams,
             encoder: TextEncoder::load(&config.encoder)?,
             cache: TranslationCache::open(cache_dir)?,
             config,
@@ -542,15 +550,23 @@ impl Stage for BacktranslateStage {
                     }
                     _ => &filter::NoVocabulary,
                 };
-                match lexical_check(&self.config.filter, &captions[row], &text, vocabulary) {
-                    Ok(_)
-                        if self.parser.as_ref().is_some_and(|parser| {
+                let verdict = lexical_check(&self.config.filter, &captions[row], &text, vocabulary)
+                    .and_then(|lexical| {
+                        if let Some(parser) = &self.parser {
                             let wordnet = parser.lexicon().wordnet();
-                            !filter::graph_kept(wordnet, &graphs[row], &parser.parse(&text))
-                        }) =>
-                    {
-                        stats.reject("graph_changed", 1)
-                    }
+                            if !filter::graph_kept(wordnet, &graphs[row], &parser.parse(&text)) {
+                                return Err("graph_changed");
+                            }
+                        }
+                        match &self.bigrams {
+                            Some(bigrams) => match filter::ill_formed(bigrams, &captions[row], &text) {
+                                Some(reason) => Err(reason),
+                                None => Ok(lexical),
+                            },
+                            None => Ok(lexical),
+                        }
+                    });
+                match verdict {
                     Ok(lexical) => candidates.push(Candidate {
                         row,
                         pivot: p,
@@ -562,16 +578,25 @@ impl Stage for BacktranslateStage {
                 }
             }
         }
-        // One encoder pass over originals and surviving candidates.
-        let texts: Vec<&str> = captions
+        // One encoder pass over the surviving candidates and their originals only: the
+        // cheap checks reject most round trips, and encoding every caption would cost
+        // more than translating it.
+        let mut rows: Vec<usize> = candidates.iter().map(|c| c.row).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        let texts: Vec<&str> = rows
             .iter()
-            .map(String::as_str)
+            .map(|&r| captions[r].as_str())
             .chain(candidates.iter().map(|c| c.text.as_str()))
             .collect();
         let vectors = self.encoder.encode(&texts)?;
-        let (originals, paraphrases) = vectors.split_at(captions.len());
+        let (originals, paraphrases) = vectors.split_at(rows.len());
         for (candidate, vector) in candidates.into_iter().zip(paraphrases) {
-            let similarity = cosine(&originals[candidate.row], vector);
+            let original = rows.binary_search(&candidate.row).map_err(|_| Error::Stage {
+                stage: "backtranslate".into(),
+                message: format!("row {} lost its original's vector", candidate.row),
+            })?;
+            let similarity = cosine(&originals[original], vector);
             if similarity < self.config.filter.min_similarity {
                 stats.reject("low_similarity", 1);
                 continue;
@@ -776,6 +801,7 @@ mod tests {
         let stage = BacktranslateStage {
             wordnet: None,
             parser: None,
+            bigrams: None,
             encoder: crate::embed::text::tests::minilm(),
             cache: TranslationCache::open(dir.path()).unwrap(),
             config,
