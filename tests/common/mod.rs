@@ -128,6 +128,8 @@ pub fn every_stage_pipeline(dir: &Path, images: usize, rows_per_shard: usize) ->
     let stages = format!(
         "[[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
          encoder = \"{m}\"\nfilter = {{ min_similarity = 0.75 }}\n\
+         [[stages]]\ntype = \"rewrite\"\n\
+         [[stages]]\ntype = \"siblings\"\n\
          [[stages]]\ntype = \"tfidf\"\nk = 2\n\
          [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n\
          [[stages]]\ntype = \"retrieval\"\nimage_k = 2\ntext_k = 2\ntext_encoder = \"{m}\"\n\
