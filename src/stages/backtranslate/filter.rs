@@ -391,12 +391,15 @@ impl Vocabulary for WordNet {
     }
 }
 
-/// The cheap checks, before any embedding: `Err(reason)` or the measurements.
+/// The cheap checks, before any parse or embedding: `Err(reason)` or the measurements.
+/// With `bigrams`, the well-formedness check ([`ill_formed`]) runs after the token
+/// checks and before the WordNet ones, which cost more and reject less.
 pub fn lexical_check(
     config: &FilterConfig,
     original: &str,
     candidate: &str,
     vocabulary: &dyn Vocabulary,
+    bigrams: Option<&Bigrams>,
 ) -> Result<Lexical, &'static str> {
     let (a, b) = (tokens(original), tokens(candidate));
     if b.is_empty() {
@@ -423,6 +426,9 @@ pub fn lexical_check(
     let edit_ratio = edit_distance(&a, &b) as f32 / a.len().max(b.len()) as f32;
     if edit_ratio < config.min_edit_ratio {
         return Err("too_few_changes");
+    }
+    if let Some(reason) = bigrams.and_then(|b| ill_formed(b, original, candidate)) {
+        return Err(reason);
     }
     let kept: std::collections::HashSet<&str> = b.iter().map(|w| stem(w)).collect();
     let dropped_content_words = a
@@ -487,7 +493,7 @@ mod tests {
     }
 
     fn check(original: &str, candidate: &str) -> Result<Lexical, &'static str> {
-        lexical_check(&FilterConfig::default(), original, candidate, &NoVocabulary)
+        lexical_check(&FilterConfig::default(), original, candidate, &NoVocabulary, None)
     }
 
     #[test]
@@ -504,7 +510,8 @@ mod tests {
                 &FilterConfig::default(),
                 "a bathroom with a tile floor",
                 "bathroom with kahela floor",
-                &wordnet
+                &wordnet,
+                None
             ),
             Err("untranslated_word")
         );
@@ -512,14 +519,15 @@ mod tests {
             &FilterConfig::default(),
             "a toiled bowl with flowers",
             "toiled bowl with some flowers",
-            &wordnet
+            &wordnet,
+            None
         )
         .is_ok());
         let config = FilterConfig::default();
         let original = "a photo of a man sitting on a sofa";
         let candidate = "a picture of a man seated on a couch";
         assert_eq!(
-            lexical_check(&config, original, candidate, &wordnet)
+            lexical_check(&config, original, candidate, &wordnet, None)
                 .unwrap()
                 .dropped_content_words,
             0

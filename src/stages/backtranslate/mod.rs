@@ -39,7 +39,7 @@ use crate::core::sample::{Item, StageStats};
 use crate::embed::text::{cosine, TextEncoder};
 use crate::stages::{boxed, Batch, BuildContext, Stage, StageSpec};
 use crate::text::parse::lexicon::DEFAULT_WORDNET_DIR;
-use crate::text::parse::{Parser, SceneGraph};
+use crate::text::parse::Parser;
 use crate::text::words::normalize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,12 +530,34 @@ impl Stage for BacktranslateStage {
             .collect();
         let mut candidates = Vec::new();
         let mut seen: Vec<Vec<String>> = vec![Vec::new(); captions.len()];
-        let graphs: Vec<SceneGraph> = match &self.parser {
-            Some(parser) => captions.par_iter().map(|c| parser.parse(c)).collect(),
-            None => Vec::new(),
+        let vocabulary: &(dyn filter::Vocabulary + Sync) = match (&self.wordnet, &self.parser) {
+            (Some(wordnet), _) => wordnet,
+            (None, Some(parser)) if self.config.filter.wordnet_dir.is_some() => {
+                parser.lexicon().wordnet()
+            }
+            _ => &filter::NoVocabulary,
+        };
+        // Cheapest first: the token and well-formedness checks, WordNet, and only then a
+        // parse of the survivor and its caption, which most round trips never reach.
+        let check = |row: usize, text: &str| -> std::result::Result<filter::Lexical, &'static str> {
+            let lexical = lexical_check(
+                &self.config.filter,
+                &captions[row],
+                text,
+                vocabulary,
+                self.bigrams.as_ref(),
+            )?;
+            if let Some(parser) = &self.parser {
+                let wordnet = parser.lexicon().wordnet();
+                if !filter::graph_kept(wordnet, &parser.parse(&captions[row]), &parser.parse(text)) {
+                    return Err("graph_changed");
+                }
+            }
+            Ok(lexical)
         };
         for (p, pivot) in self.pivots.iter().enumerate() {
             let (via, back) = self.round_trip_cached(pivot, &captions, stats)?;
+            let mut pending = Vec::new();
             for (row, (text, via)) in back.into_iter().zip(via).enumerate() {
                 let normalized = normalize(&text);
                 if seen[row].contains(&normalized) {
@@ -543,29 +565,10 @@ impl Stage for BacktranslateStage {
                     continue;
                 }
                 seen[row].push(normalized);
-                let vocabulary: &dyn filter::Vocabulary = match (&self.wordnet, &self.parser) {
-                    (Some(wordnet), _) => wordnet,
-                    (None, Some(parser)) if self.config.filter.wordnet_dir.is_some() => {
-                        parser.lexicon().wordnet()
-                    }
-                    _ => &filter::NoVocabulary,
-                };
-                let verdict = lexical_check(&self.config.filter, &captions[row], &text, vocabulary)
-                    .and_then(|lexical| {
-                        if let Some(parser) = &self.parser {
-                            let wordnet = parser.lexicon().wordnet();
-                            if !filter::graph_kept(wordnet, &graphs[row], &parser.parse(&text)) {
-                                return Err("graph_changed");
-                            }
-                        }
-                        match &self.bigrams {
-                            Some(bigrams) => match filter::ill_formed(bigrams, &captions[row], &text) {
-                                Some(reason) => Err(reason),
-                                None => Ok(lexical),
-                            },
-                            None => Ok(lexical),
-                        }
-                    });
+                pending.push((row, text, via));
+            }
+            let verdicts: Vec<_> = pending.par_iter().map(|(row, text, _)| check(*row, text)).collect();
+            for ((row, text, via), verdict) in pending.into_iter().zip(verdicts) {
                 match verdict {
                     Ok(lexical) => candidates.push(Candidate {
                         row,

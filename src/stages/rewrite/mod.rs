@@ -196,14 +196,18 @@ fn indefinite_article(word: &str) -> &'static str {
 }
 
 impl RewriteStage {
-    /// Each rule's rewrite of `caption`, where its pattern applies.
-    fn rewrites(&self, caption: &str, graph: &SceneGraph) -> Vec<(Rule, String)> {
+    /// Each rule's rewrite of `caption`, where its pattern applies; `None` when the parse
+    /// does not cover the caption.
+    fn rewrites(&self, caption: &str, graph: &SceneGraph) -> Option<Vec<(Rule, String)>> {
         let lex = self.parser.lexicon();
         let tokens = tagger::tag(lex, caption);
         let mut out = Vec::new();
         // A caption in capitals would get its new words in lower case.
         if !caption.chars().any(char::is_lowercase) {
-            return out;
+            return Some(out);
+        }
+        if !covered(graph, &tokens) {
+            return None;
         }
         for &rule in &self.config.rules {
             let text = match rule {
@@ -221,7 +225,7 @@ impl RewriteStage {
                 out.push((rule, text));
             }
         }
-        out
+        Some(out)
     }
 
     /// The first verb relation whose participle directly follows its subject's noun
@@ -316,11 +320,15 @@ impl RewriteStage {
         tokens: &[tagger::Token],
     ) -> Option<String> {
         let (subject, at) = self.lone_phrase(caption, graph, tokens)?;
-        let verb = if is_plural(caption, &graph.objects[subject]) {
-            "are"
-        } else {
-            "is"
-        };
+        let plural = is_plural(caption, &graph.objects[subject]);
+        // "Person snowboarding" is a caption; "Person is snowboarding" is no sentence.
+        let determined = tokens
+            .first()
+            .is_some_and(|t| matches!(t.tag, Tag::Determiner | Tag::Number(_) | Tag::Possessive));
+        if !plural && !determined {
+            return None;
+        }
+        let verb = if plural { "are" } else { "is" };
         Some(format!("{}{verb} {}", &caption[..at], &caption[at..]))
     }
 
@@ -371,6 +379,12 @@ impl RewriteStage {
         // "A picture of a dog" is the image itself; "There is a picture of a dog" is not.
         let head = caption[object.head.clone()].to_lowercase();
         if DEPICTIONS.contains(&head.as_str()) {
+            return None;
+        }
+        // "Four sided clock": a number is no singular determiner; "a lot of carrots" takes
+        // the number of "carrots", not of "lot".
+        let quantity = ["lot", "lots", "number", "couple", "bunch"].contains(&head.as_str());
+        if (!plural && matches!(first.tag, Tag::Number(_))) || quantity {
             return None;
         }
         let verb = if plural { "are" } else { "is" };
@@ -570,6 +584,23 @@ fn only_finite(tokens: &[tagger::Token]) -> Option<(usize, &tagger::Token)> {
     finite.next().is_none().then_some(first)
 }
 
+/// Whether every noun, adjective, verb and number of the caption lies in an object,
+/// attribute or relation of its graph: the meaning check compares graphs, so a word the
+/// parse left out could change unseen.
+fn covered(graph: &SceneGraph, tokens: &[tagger::Token]) -> bool {
+    let spans = graph
+        .objects
+        .iter()
+        .map(|o| &o.phrase)
+        .chain(graph.attributes.iter().map(|a| &a.span))
+        .chain(graph.relations.iter().map(|r| &r.span));
+    let spans: Vec<_> = spans.collect();
+    tokens
+        .iter()
+        .filter(|t| matches!(t.tag, Tag::Noun | Tag::Adjective | Tag::Verb(_) | Tag::Number(_)))
+        .all(|t| spans.iter().any(|s| s.start <= t.span.start && t.span.end <= s.end))
+}
+
 /// Whether the noun phrase takes "are": a plural form, a count above one ("two car"), or
 /// a noun that is plural without an "s" ("people").
 fn is_plural(caption: &str, object: &crate::text::parse::Object) -> bool {
@@ -651,7 +682,7 @@ impl Stage for RewriteStage {
 
     fn augment(&self, batch: Batch) -> Result<()> {
         let (corpus, rows, out, stats) = (batch.corpus, batch.rows, batch.out, batch.stats);
-        let found: Vec<Checked> = rows
+        let found: Vec<Option<Checked>> = rows
             .clone()
             .into_par_iter()
             .map(|row| {
@@ -660,18 +691,23 @@ impl Stage for RewriteStage {
                 let want = meaning(&graph, &self.synonyms);
                 let mut kept = Vec::new();
                 let mut changed = Vec::new();
-                for (rule, text) in self.rewrites(caption, &graph) {
+                let rewrites = self.rewrites(caption, &graph)?;
+                for (rule, text) in rewrites {
                     if meaning(&self.parser.parse(&text), &self.synonyms) == want {
                         kept.push((rule, text));
                     } else {
                         changed.push(rule);
                     }
                 }
-                (kept, changed)
+                Some((kept, changed))
             })
             .collect();
         let stats = stats.entry(self.name().to_string()).or_default();
-        for ((kept, changed), aug) in found.into_iter().zip(out.iter_mut()) {
+        for (found, aug) in found.into_iter().zip(out.iter_mut()) {
+            let Some((kept, changed)) = found else {
+                stats.count("parse_not_covering", 1);
+                continue;
+            };
             for rule in changed {
                 stats.reject(&format!("graph_changed.{}", rule.name()), 1);
             }
@@ -726,6 +762,7 @@ mod tests {
         let graph = stage.parser.parse(caption);
         stage
             .rewrites(caption, &graph)
+            .unwrap_or_default()
             .into_iter()
             .filter(|(_, t)| {
                 meaning(&stage.parser.parse(t), &stage.synonyms)
@@ -809,6 +846,9 @@ mod tests {
         has("A brown cow is next to a fence.", "there_insertion", "There is a brown cow next to a fence.");
         has("a group of people on skis in the snow", "there_insertion", "There is a group of people on skis in the snow");
         lacks("A picture of a dog on a couch", "there_insertion");
+        lacks("Four sided clock up on a black post.", "there_insertion");
+        lacks("A lot of carrots on a wood board for sale.", "there_insertion");
+        lacks("Person snowboarding down a steep slope.", "finite_verb");
         lacks("A man parked the car on the street", "relative_clause");
         lacks("People lay on blankets on the beach", "relative_clause");
         lacks("People dressed in suits stand around a table", "finite_verb");
