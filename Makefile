@@ -126,6 +126,13 @@ bench: $(VENV)/.bench-deps build $(SYNTH)/scenes.jsonl models apt-deps
 	rm -rf $(BENCH_OUT)/coco $(BENCH_OUT)/coco-cache
 	$(CMCL) augment --pipeline pipelines/coco.toml --out $(BENCH_OUT)/coco --cache-dir $(BENCH_OUT)/coco-cache --no-progress
 	$(VENV)/bin/python bench/positives_report.py $(BENCH_OUT)/coco
+	# Positives: the back-translation filters' precision and recall on the labelled set,
+	# and a blind-audit sample of 100 per generated kind (labels are a reader's).
+	$(VENV)/bin/python bench/positive_filters.py --audit bench/audits/positives-2026-12-05/filters \
+		--reproduce --cmcl $(CMCL) --data $(DATA) --work $(BENCH_OUT)/positive_filters \
+		--json $(BENCH_OUT)/positive_filters.json
+	$(VENV)/bin/python bench/audit.py sample --run cmcl=$(BENCH_OUT)/coco --column positives \
+		--kinds backtranslation rewrite --per-kind 100 --seed 7 --out $(BENCH_OUT)/audit_positives
 	$(VENV)/bin/python bench/negatives_report.py $(BENCH_OUT)/coco $(CMCL) --json $(BENCH_OUT)/negatives.json
 	# Hard negatives: can a text-only model tell them (trigram LM on Flickr8k, pairwise
 	# logistic regression)? Then a blind-audit sample of 60 per kind (labels are a

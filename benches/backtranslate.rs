@@ -5,8 +5,9 @@
 //!   `apertium -u eng-spa | apertium -u spa-eng` pipe, as one pipe and as two halves in
 //!   parallel, all in this run.
 //! - MiniLM sentences/s, and Marian sentences/s with a random model of opus-mt-en-de's size.
-//! - The whole `backtranslate` stage on pipelines/coco.toml: acceptance by reason, share
-//!   of captions with a positive, median similarity.
+//! - The whole `backtranslate` stage (`cmcl augment`, pivot spa, an empty translation
+//!   cache) on the same captions, with its filters and without the graph and
+//!   well-formedness checks, against the raw pipe split in two as above.
 
 use std::path::Path;
 use std::process::Command;
@@ -38,6 +39,63 @@ fn apertium_round_trip(lines: &[&str], options: &ApertiumOptions) -> anyhow::Res
         Apertium::spawn("spa-eng", options)?,
     );
     Ok(round_trip(&mut to, &mut back, lines, ROUND_TRIP_CHUNK)?.1)
+}
+
+/// `cmcl augment` with one backtranslate stage (pivot spa, as pipelines/coco.toml
+/// otherwise) over the COCO val captions from an empty cache, filters on and off; the
+/// wall time includes start-up, parsing, MiniLM and writing the shards.
+fn stage_throughput(data: &Path, out: &Path, n: f64, raw_two: f64) -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    println!(
+        "\n| backtranslate stage, pivot spa | wall s | captions/s | vs raw split | positives |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, switches) in [
+        ("all filters", ""),
+        (
+            "without same_graph and well_formed",
+            ", same_graph = false, well_formed = false",
+        ),
+    ] {
+        let dir = out.join(format!("stage-{}", name.split(' ').next().unwrap_or("run")));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let pipeline = dir.join("pipeline.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                "name = \"bt-bench\"\nseed = 42\n\n[[inputs.pairs]]\nformat = \"coco\"\npath = {:?}\n\n\
+                 [[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
+                 encoder = {:?}\nfilter = {{ wordnet_dir = \"/usr/share/wordnet\"{switches} }}\n",
+                data.join("coco/annotations/captions_val2017.json"),
+                root.join("models/all-MiniLM-L6-v2"),
+            ),
+        )?;
+        let started = Instant::now();
+        let status = Command::new(env!("CARGO_BIN_EXE_cmcl"))
+            .arg("augment")
+            .arg("--pipeline")
+            .arg(&pipeline)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .arg("--cache-dir")
+            .arg(dir.join("cache"))
+            .arg("--no-progress")
+            .status()?;
+        let secs = started.elapsed().as_secs_f64();
+        if !status.success() {
+            bail!("cmcl augment {} failed", pipeline.display());
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("run/manifest.json"))?)?;
+        println!(
+            "| {name} | {secs:.1} | {:.0} | {:.2} | {} |",
+            n / secs,
+            raw_two / secs,
+            manifest["stages"]["backtranslate"]["produced"]
+        );
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +174,8 @@ fn main() -> anyhow::Result<()> {
         "cmcl output equal to the raw pipe's (marks stripped) for {same}/{} captions",
         captions.len()
     );
+
+    stage_throughput(&data, &out, n, raw_two)?;
 
     let encoder = TextEncoder::load(
         Path::new(env!("CARGO_MANIFEST_DIR"))
