@@ -24,7 +24,10 @@
 //! - `progressive`: a sentence's one finite verb in the simple present as present
 //!   progressive ("A boy rides a skateboard" -> "A boy is riding a skateboard"), for
 //!   action verbs only ([`verbs`]);
-//! - `simple_present`: the reverse ("A man is riding a horse" -> "A man rides a horse").
+//! - `simple_present`: the reverse ("A man is riding a horse" -> "A man rides a horse");
+//! - `passive`: a person or animal acting on an object that ends the caption, the other
+//!   way round ("A man riding a horse" -> "A horse being ridden by a man"; "A woman
+//!   throws a frisbee" -> "A frisbee is thrown by a woman").
 //!
 //! Every rewrite is parsed again and kept only when its graph equals the original's
 //! (objects and triples, names up to the synonym list), so no rule changes what the
@@ -62,6 +65,7 @@ pub enum Rule {
     Synonym,
     Progressive,
     SimplePresent,
+    Passive,
 }
 
 impl Rule {
@@ -76,6 +80,7 @@ impl Rule {
             Rule::Synonym => "synonym",
             Rule::Progressive => "progressive",
             Rule::SimplePresent => "simple_present",
+            Rule::Passive => "passive",
         }
     }
 }
@@ -106,6 +111,7 @@ fn all_rules() -> Vec<Rule> {
         Rule::WithClause,
         Rule::Progressive,
         Rule::SimplePresent,
+        Rule::Passive,
         Rule::Synonym,
     ]
 }
@@ -220,6 +226,7 @@ impl RewriteStage {
                 Rule::Synonym => self.synonym(caption, &tokens),
                 Rule::Progressive => self.progressive(caption, graph, &tokens),
                 Rule::SimplePresent => self.simple_present(caption, graph, &tokens),
+                Rule::Passive => self.passive(caption, graph, &tokens),
             };
             if let Some(text) = text {
                 out.push((rule, text));
@@ -530,6 +537,72 @@ impl RewriteStage {
         Some(format!("{}{form}{}", &caption[..copula.span.start], &caption[verb.span.end..]))
     }
 
+    /// "A man riding a horse" -> "A horse being ridden by a man", "A man is riding a
+    /// horse" -> "A horse is being ridden by a man", "A man rides a horse" -> "A horse is
+    /// ridden by a man": a single verb relation from a person or animal opening the caption
+    /// to an object phrase with a determiner (or plural) that ends it.
+    fn passive(&self, caption: &str, graph: &SceneGraph, tokens: &[tagger::Token]) -> Option<String> {
+        let [relation] = graph.relations.as_slice() else {
+            return None;
+        };
+        let (subject, object) = (&graph.objects[relation.subject], &graph.objects[relation.object]);
+        let lex = self.parser.lexicon();
+        let head = subject.name.rsplit(' ').next().unwrap_or(&subject.name);
+        let agent = matches!(
+            lex.wordnet().lexnames(head, Pos::Noun).first(),
+            Some(&"noun.person" | &"noun.animal")
+        );
+        let first = tokens.first()?;
+        let object_first = tokens.iter().find(|t| t.span.start == object.phrase.start)?;
+        let object_plural = is_plural(caption, object);
+        // "His horse being ridden by a man" loses whose horse it is.
+        let possessive = matches!(object_first.word.as_str(), "his" | "her" | "its" | "their" | "my" | "our" | "your");
+        let determined = !possessive
+            && (matches!(object_first.tag, Tag::Determiner | Tag::Number(_)) || object_plural);
+        let ends = caption[object.phrase.end..].chars().all(|c| c.is_ascii_punctuation() || c.is_whitespace());
+        if relation.kind != RelationKind::Verb
+            || !agent
+            || subject.phrase.start != first.span.start
+            || !determined
+            || !ends
+            || object.phrase.start < subject.phrase.end
+        {
+            return None;
+        }
+        // Between the phrases only the verb: "riding", "is riding" or "rides".
+        let middle: Vec<&tagger::Token> = tokens
+            .iter()
+            .filter(|t| t.span.start >= subject.phrase.end && t.span.end <= object.phrase.start)
+            .collect();
+        let verb = middle.last()?;
+        let lemma = lex.verb_lemma(&verb.word);
+        if relation.predicate != lemma || !verbs::is_action(&lemma) {
+            return None;
+        }
+        let copula = if object_plural { "are" } else { "is" };
+        let how = match (middle.as_slice(), verb.tag) {
+            ([_], Tag::Verb(VerbForm::Ing)) => "being".to_string(),
+            ([aux, _], Tag::Verb(VerbForm::Ing)) if matches!(aux.word.as_str(), "is" | "are") => {
+                format!("{copula} being")
+            }
+            ([_], Tag::Verb(VerbForm::S)) => copula.to_string(),
+            _ => return None,
+        };
+        let participle = self.attested(verbs::ed_form(&lemma), &lemma)?;
+        let patient = caption[object.phrase.clone()].to_string();
+        // "by Woman tennis player": a bare noun reads as a name after "by".
+        if !matches!(first.tag, Tag::Determiner | Tag::Number(_)) {
+            return None;
+        }
+        let agent_phrase = caption[subject.phrase.clone()].to_string();
+        let agent_phrase = format!("{}{}", agent_phrase[..1].to_lowercase(), &agent_phrase[1..]);
+        let patient = format!("{}{}", patient[..1].to_uppercase(), &patient[1..]);
+        Some(format!(
+            "{patient} {how} {participle} by {agent_phrase}{}",
+            &caption[object.phrase.end..]
+        ))
+    }
+
     /// The first listed word used as listed, for its synonym; "a"/"an" before it follows.
     fn synonym(&self, caption: &str, tokens: &[tagger::Token]) -> Option<String> {
         let wordnet = self.parser.lexicon().wordnet();
@@ -751,7 +824,7 @@ mod tests {
         RewriteStage {
             synonyms: Synonyms::confirmed(parser.lexicon().wordnet()),
             parser,
-            words: ["riding", "rides", "chase", "chasing", "holding", "sitting", "sits"]
+            words: ["riding", "rides", "ridden", "chase", "chasing", "chased", "thrown", "holding", "held", "sitting", "sits"]
                 .map(String::from)
                 .into(),
             config,
@@ -865,6 +938,14 @@ mod tests {
         has("A cow sculpture with a TV on it", "synonym", "A cow sculpture with a television on it");
         assert!(rewrites(&stage, "A MAN RIDING A HORSE").is_empty());
         // States, not actions; a second clause; a verb form the corpus never uses.
+        has("A man riding a horse.", "passive", "A horse being ridden by a man.");
+        has("A woman throws a frisbee", "passive", "A frisbee is thrown by a woman");
+        has("Two dogs are chasing a ball", "passive", "A ball is being chased by two dogs");
+        // Not a person or animal acting; a phrase after the object; a possessive object.
+        lacks("A plate holding a sandwich", "passive");
+        lacks("A man riding a horse on a beach", "passive");
+        lacks("A man riding his horse", "passive");
+        lacks("Woman tennis player returning a tennis ball.", "passive");
         lacks("A sign reads stop at the corner.", "progressive");
         lacks("A man rides a horse and a dog runs behind.", "progressive");
         lacks("A man swims in a lake.", "progressive");

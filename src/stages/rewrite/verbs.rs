@@ -51,6 +51,41 @@ pub fn ing_form(lemma: &str) -> String {
     format!("{lemma}ing")
 }
 
+/// Past participles that spelling rules cannot make, for verbs captions use with an
+/// object; regular verbs get "-ed" by [`ed_form`].
+const IRREGULAR_PARTICIPLES: &[(&str, &str)] = &[
+    ("ride", "ridden"), ("throw", "thrown"), ("eat", "eaten"), ("take", "taken"),
+    ("fly", "flown"), ("drive", "driven"), ("hold", "held"), ("catch", "caught"),
+    ("hit", "hit"), ("cut", "cut"), ("feed", "fed"), ("lead", "led"), ("swing", "swung"),
+    ("bite", "bitten"), ("draw", "drawn"), ("write", "written"), ("see", "seen"),
+    ("sell", "sold"), ("buy", "bought"), ("bring", "brought"), ("build", "built"),
+    ("give", "given"), ("blow", "blown"), ("shake", "shaken"), ("make", "made"),
+    ("hug", "hugged"), ("grab", "grabbed"), ("pet", "petted"), ("dig", "dug"),
+    ("drink", "drunk"), ("wear", "worn"), ("beat", "beaten"), ("chase", "chased"),
+];
+
+/// The past participle: an irregular form from the list, else "-ed" by spelling rules
+/// ("carry" -> "carried", "pull" -> "pulled", "chase" -> "chased", "stop" -> "stopped").
+pub fn ed_form(lemma: &str) -> String {
+    if let Some((_, form)) = IRREGULAR_PARTICIPLES.iter().find(|(l, _)| *l == lemma) {
+        return (*form).to_string();
+    }
+    let b = lemma.as_bytes();
+    let n = b.len();
+    if lemma.ends_with('e') {
+        return format!("{lemma}d");
+    }
+    if n >= 2 && b[n - 1] == b'y' && !is_vowel(b[n - 2]) {
+        return format!("{}ied", &lemma[..n - 1]);
+    }
+    let ing = ing_form(lemma);
+    // The "-ing" rule doubled the last consonant ("stopping"): so does "-ed".
+    match ing.strip_suffix("ing") {
+        Some(stem) if stem.len() > n => format!("{stem}ed"),
+        _ => format!("{lemma}ed"),
+    }
+}
+
 /// The third person singular: "ride" -> "rides", "watch" -> "watches", "fly" -> "flies",
 /// "go" -> "goes".
 pub fn s_form(lemma: &str) -> String {
@@ -93,5 +128,16 @@ mod tests {
             assert_eq!(s_form(lemma), s);
         }
         assert!(!is_action("seem") && is_action("ride"));
+        for (lemma, ed) in [
+            ("ride", "ridden"),
+            ("carry", "carried"),
+            ("pull", "pulled"),
+            ("chase", "chased"),
+            ("stop", "stopped"),
+            ("play", "played"),
+            ("visit", "visited"),
+        ] {
+            assert_eq!(ed_form(lemma), ed);
+        }
     }
 }
