@@ -6,8 +6,8 @@
 //!   parallel, all in this run.
 //! - MiniLM sentences/s, and Marian sentences/s with a random model of opus-mt-en-de's size.
 //! - The whole `backtranslate` stage (`cmcl augment`, pivot spa, an empty translation
-//!   cache) on the same captions, with its filters and without the graph and
-//!   well-formedness checks, against the raw pipe split in two as above.
+//!   cache) on the same captions, with its filters (median of three runs, each after a
+//!   raw split run) and without the graph and well-formedness checks.
 
 use std::path::Path;
 use std::process::Command;
@@ -42,22 +42,19 @@ fn apertium_round_trip(lines: &[&str], options: &ApertiumOptions) -> anyhow::Res
 }
 
 /// `cmcl augment` with one backtranslate stage (pivot spa, as pipelines/coco.toml
-/// otherwise) over the COCO val captions from an empty cache, filters on and off; the
-/// wall time includes start-up, parsing, MiniLM and writing the shards.
-fn stage_throughput(data: &Path, out: &Path, n: f64, raw_two: f64) -> anyhow::Result<()> {
+/// otherwise) over the COCO val captions from an empty cache; the wall time includes
+/// start-up, parsing, MiniLM and writing the shards. Either side moves by a second or
+/// more between runs on a shared machine, so the stage with all filters runs three
+/// times, each right after the raw pipe on two halves, and the medians compare.
+fn stage_throughput(
+    data: &Path,
+    out: &Path,
+    n: f64,
+    raw_split: impl Fn() -> anyhow::Result<f64>,
+) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    println!(
-        "\n| backtranslate stage, pivot spa | wall s | captions/s | vs raw split | positives |"
-    );
-    println!("|---|---|---|---|---|");
-    for (name, switches) in [
-        ("all filters", ""),
-        (
-            "without same_graph and well_formed",
-            ", same_graph = false, well_formed = false",
-        ),
-    ] {
-        let dir = out.join(format!("stage-{}", name.split(' ').next().unwrap_or("run")));
+    let run_stage = |name: &str, switches: &str| -> anyhow::Result<(f64, serde_json::Value)> {
+        let dir = out.join(format!("stage-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let pipeline = dir.join("pipeline.toml");
@@ -66,7 +63,8 @@ fn stage_throughput(data: &Path, out: &Path, n: f64, raw_two: f64) -> anyhow::Re
             format!(
                 "name = \"bt-bench\"\nseed = 42\n\n[[inputs.pairs]]\nformat = \"coco\"\npath = {:?}\n\n\
                  [[stages]]\ntype = \"backtranslate\"\nbackend = \"apertium\"\npivots = [\"spa\"]\n\
-                 encoder = {:?}\nfilter = {{ wordnet_dir = \"/usr/share/wordnet\"{switches} }}\n",
+                 encoder = {:?}\nfilter = {{ wordnet_dir = \"/usr/share/wordnet\"{switches} }}\n\
+                 [output]\nrows_per_shard = 5000\n",
                 data.join("coco/annotations/captions_val2017.json"),
                 root.join("models/all-MiniLM-L6-v2"),
             ),
@@ -88,13 +86,40 @@ fn stage_throughput(data: &Path, out: &Path, n: f64, raw_two: f64) -> anyhow::Re
         }
         let manifest: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("run/manifest.json"))?)?;
-        println!(
-            "| {name} | {secs:.1} | {:.0} | {:.2} | {} |",
-            n / secs,
-            raw_two / secs,
-            manifest["stages"]["backtranslate"]["produced"]
-        );
+        Ok((
+            secs,
+            manifest["stages"]["backtranslate"]["produced"].clone(),
+        ))
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut raws, mut stages, mut produced) = (Vec::new(), Vec::new(), serde_json::Value::Null);
+    for _ in 0..3 {
+        raws.push(raw_split()?);
+        let (secs, p) = run_stage("all", "")?;
+        stages.push(secs);
+        produced = p;
     }
+    let (raw, stage) = (median(raws.clone()), median(stages.clone()));
+    println!("\n| backtranslate stage, pivot spa | wall s (median of 3) | captions/s | vs raw split | positives |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| raw pipe on two halves | {raw:.1} ({raws:.1?}) | {:.0} | 1.00 | |",
+        n / raw
+    );
+    println!(
+        "| all filters | {stage:.1} ({stages:.1?}) | {:.0} | {:.2} | {produced} |",
+        n / stage,
+        raw / stage
+    );
+    let (secs, produced) = run_stage("without", ", same_graph = false, well_formed = false")?;
+    println!(
+        "| without same_graph and well_formed | {secs:.1} (one run) | {:.0} | {:.2} | {produced} |",
+        n / secs,
+        raw / secs
+    );
     Ok(())
 }
 
@@ -122,10 +147,13 @@ fn main() -> anyhow::Result<()> {
     let raw_one = shell(&format!(
         "apertium -u eng-spa < {dir}/captions.txt | apertium -u spa-eng > {dir}/raw.txt"
     ))?;
-    let raw_two = shell(&format!(
-        "(apertium -u eng-spa < {dir}/half-a.txt | apertium -u spa-eng > {dir}/raw-a.txt) & \
-         (apertium -u eng-spa < {dir}/half-b.txt | apertium -u spa-eng > {dir}/raw-b.txt) & wait"
-    ))?;
+    let raw_split = || {
+        shell(&format!(
+            "(apertium -u eng-spa < {dir}/half-a.txt | apertium -u spa-eng > {dir}/raw-a.txt) & \
+             (apertium -u eng-spa < {dir}/half-b.txt | apertium -u spa-eng > {dir}/raw-b.txt) & wait"
+        ))
+    };
+    let raw_two = raw_split()?;
     let options = ApertiumOptions::default();
     let started = Instant::now();
     let ours = apertium_round_trip(&lines, &options)?;
@@ -175,7 +203,7 @@ fn main() -> anyhow::Result<()> {
         captions.len()
     );
 
-    stage_throughput(&data, &out, n, raw_two)?;
+    stage_throughput(&data, &out, n, raw_split)?;
 
     let encoder = TextEncoder::load(
         Path::new(env!("CARGO_MANIFEST_DIR"))
