@@ -441,15 +441,7 @@ impl RewriteStage {
             _ => true,
         })
     }
-}
 
-/// Head nouns that name the picture itself.
-const DEPICTIONS: &[&str] = &[
-    "picture", "photo", "photograph", "image", "view", "close", "closeup", "shot", "snapshot",
-    "scene", "photos", "pictures", "images", "portrait", "painting", "drawing",
-];
-
-impl RewriteStage {
     /// Whether WordNet's tagged corpus used `word` more as a verb than as a noun: "rides"
     /// is a verb, "floors" ("wood floors") and "boards" ("surf boards") are nouns the
     /// tagger may read as verbs.
@@ -698,6 +690,12 @@ fn is_plural(caption: &str, object: &crate::text::parse::Object) -> bool {
             "people" | "police" | "cattle" | "men" | "women" | "children"
         )
 }
+
+/// Head nouns that name the picture itself.
+const DEPICTIONS: &[&str] = &[
+    "picture", "photo", "photograph", "image", "view", "close", "closeup", "shot", "snapshot",
+    "scene", "photos", "pictures", "images", "portrait", "painting", "drawing",
+];
 
 const NUMBER_WORDS: [&str; 11] = [
     "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "several", "many",
