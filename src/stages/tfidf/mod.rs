@@ -707,6 +707,7 @@ pub struct TfidfStage {
 
 /// The false-negative guard: every pair caption's graph and what each image states.
 struct Guard {
+    parser: Parser,
     graphs: Vec<SceneGraph>,
     graph_of_pair: Vec<u32>,
     facts: ImageFacts,
@@ -755,6 +756,7 @@ impl TfidfStage {
                 .collect();
             let facts = ImageFacts::build(&parser, corpus, &graph_of_pair, &graphs);
             Some(Guard {
+                parser,
                 graphs,
                 graph_of_pair,
                 facts,
@@ -815,7 +817,7 @@ impl Stage for TfidfStage {
                 let before = hits.len();
                 hits.retain(|hit| {
                     let graph = &guard.graphs[guard.graph_of_pair[hit.doc as usize] as usize];
-                    !guard.facts.entails(image, graph)
+                    !guard.facts.entails(image, graph, guard.parser.lexicon())
                 });
                 stats.reject("true_of_image", (before - hits.len()) as u64);
             }
@@ -965,7 +967,9 @@ mod tests {
     }
 
     /// "two stars and a circle" from another image names only what the anchor's image
-    /// has: dropped and counted. A neighbour with another object or colour stays.
+    /// has: dropped and counted, and so is "two red stars and a circle" (the anchor's
+    /// captions never say the stars' colour). A neighbour with another object, or with an
+    /// attribute that contradicts the anchor's ("big" against "tiny"), stays.
     #[test]
     fn the_guard_drops_neighbours_that_may_be_true_of_the_image() {
         let mut corpus = crate::core::record::test_corpus([
@@ -973,6 +977,7 @@ mod tests {
             "a circle above a star",
             "two stars and a circle",
             "two red stars and a circle",
+            "two big stars and a circle",
             "two stars and a square",
         ]);
         // The first two captions describe one image.
@@ -999,9 +1004,10 @@ mod tests {
             .unwrap();
         let texts: Vec<&str> = out[0].negatives.iter().filter_map(|n| n.text.as_deref()).collect();
         assert!(!texts.contains(&"two stars and a circle"), "{texts:?}");
-        assert!(texts.contains(&"two red stars and a circle"), "{texts:?}");
+        assert!(!texts.contains(&"two red stars and a circle"), "{texts:?}");
+        assert!(texts.contains(&"two big stars and a circle"), "{texts:?}");
         assert!(texts.contains(&"two stars and a square"), "{texts:?}");
-        assert_eq!(stats["tfidf"].rejected["true_of_image"], 1);
+        assert_eq!(stats["tfidf"].rejected["true_of_image"], 2);
     }
 
     proptest! {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use super::lexicon::{AttributeKind, Lexicon};
 use super::{Parser, SceneGraph};
 use crate::core::record::Corpus;
 
@@ -31,6 +32,25 @@ fn fact(image: u32, parts: &[&str]) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(bytes)
+}
+
+/// The last word of a compound name: "train" of "passenger train".
+fn head(name: &str) -> &str {
+    name.rsplit(' ').next().unwrap_or(name)
+}
+
+/// The kinds of attribute two captions of one image can contradict each other on.
+fn contrastive_kind(lex: &Lexicon, value: &str) -> Option<AttributeKind> {
+    let kind = lex.attribute_kind(value);
+    matches!(
+        kind,
+        AttributeKind::Colour
+            | AttributeKind::Size
+            | AttributeKind::Material
+            | AttributeKind::Age
+            | AttributeKind::Shape
+    )
+    .then_some(kind)
 }
 
 /// A count attribute ("two"): captions of one image disagree on counts too often for it
@@ -59,9 +79,13 @@ impl ImageFacts {
             let graph = &graphs[g as usize];
             for [s, p, o] in graph.triples() {
                 facts.insert(fact(image, &[&s, &p, &o]));
+                if let Some(kind) = (p == "is").then(|| contrastive_kind(lex, &o)).flatten() {
+                    facts.insert(fact(image, &["kind", &s, kind.name()]));
+                }
             }
             for object in &graph.objects {
                 facts.insert(fact(image, &["object", &object.name]));
+                facts.insert(fact(image, &["head", head(&object.name)]));
             }
             // Every caption of an image carries the same labels: count them once.
             if pair.objects.is_none() || !labelled.insert(image) {
@@ -108,18 +132,63 @@ impl ImageFacts {
     }
 
     /// Whether `graph` may well be true of `image`: every object it names is named by a
-    /// caption of the image or among its labels, and every attribute but counts is stated
-    /// there. Relations are not asked for: another caption of the same things ("a man
-    /// swinging a racket" for "a man holding a racket") is seldom false of the image, and
-    /// a blind audit of neighbours kept on relations alone found most still true. An empty
-    /// graph says nothing checkable and is never entailed.
-    pub fn entails(&self, image: u32, graph: &SceneGraph) -> bool {
+    /// caption of the image or among its labels (or is the head of a compound one names:
+    /// "train" for "passenger train"; quantity words such as "group" aside), and no
+    /// attribute contradicts one the image's captions state of the same object and kind
+    /// ("white bus" against "red bus"). An attribute the captions leave unsaid ("a tall
+    /// giraffe") is no contradiction: a blind audit found such neighbours mostly still
+    /// true. Relations are not asked for: another caption of the same things ("a man
+    /// swinging a racket" for "a man holding a racket") is seldom false of the image. An
+    /// empty graph says nothing checkable and is never entailed.
+    pub fn entails(&self, image: u32, graph: &SceneGraph, lex: &Lexicon) -> bool {
+        let named = |name: &str| {
+            lex.is_quantity_noun(name)
+                || self.names(image, name)
+                || self.facts.contains(&fact(image, &["head", name]))
+        };
+        let contradicted = |[s, p, o]: &[String; 3]| {
+            !self.states(image, [s, p, o])
+                && contrastive_kind(lex, o).is_some_and(|kind| {
+                    self.facts.contains(&fact(image, &["kind", s, kind.name()]))
+                })
+        };
         !graph.objects.is_empty()
-            && graph.objects.iter().all(|o| self.names(image, &o.name))
-            && graph
+            && graph.objects.iter().all(|o| named(&o.name))
+            && !graph
                 .triples()
                 .iter()
                 .filter(|t| t[1] == "is" && !is_count(t))
-                .all(|[s, p, o]| self.states(image, [s, p, o]))
+                .any(contradicted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one image's captions entail, on COCO-style captions.
+    #[test]
+    fn a_neighbour_is_entailed_unless_it_names_or_contradicts_something_new() {
+        let parser = crate::text::parse::tests::parser();
+        let corpus = crate::core::record::test_corpus([
+            "A passenger train passing a station.",
+            "A red bus parked at the curb.",
+        ]);
+        let graphs: Vec<SceneGraph> = corpus
+            .pairs
+            .iter()
+            .map(|p| parser.parse(&p.caption))
+            .collect();
+        let facts = ImageFacts::build(parser, &corpus, &[0, 1], &graphs);
+        let lex = parser.lexicon();
+        let entailed =
+            |row: usize, text: &str| facts.entails(facts.image_of(row), &parser.parse(text), lex);
+        // The head of a named compound, an unsaid size, a quantity word: possibly true.
+        assert!(entailed(0, "A train at a station."));
+        assert!(entailed(1, "A very big bus parked at the curb."));
+        assert!(entailed(1, "A group of buses at the curb."));
+        // Another object, a contradicting colour: false of the image.
+        assert!(!entailed(0, "A train next to a bus."));
+        assert!(!entailed(1, "A white bus parked at the curb."));
     }
 }
