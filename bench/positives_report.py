@@ -1,5 +1,7 @@
-"""Summarises the back-translation positives of a run: share of captions with at least
-one accepted positive, median MiniLM similarity, acceptance by pivot, rejections by reason.
+"""Summarises the generated positives of a run: share of captions with at least one
+(back-translation, rewrite, either; siblings not counted, as issue 21 counts), back-
+translations by pivot and their median MiniLM similarity, rejections by reason, and
+rewrites by rule.
 
 Usage: positives_report.py RUN_DIR
 """
@@ -13,24 +15,38 @@ import pyarrow.ipc as ipc
 
 run = Path(sys.argv[1])
 manifest = json.loads((run / "manifest.json").read_text())
-rows = with_positive = 0
+rows = 0
+with_kind = Counter()
 similarities = []
 pivots = Counter()
 for shard in manifest["shards"]:
     table = ipc.open_file(str(run / shard["file"])).read_all()
     for positives in table.column("positives").to_pylist():
         rows += 1
-        kept = [p for p in positives if p["kind"] == "backtranslation"]
-        with_positive += bool(kept)
-        for p in kept:
-            similarities.append(p["score"])
-            pivots[json.loads(p["params"])["pivot"]] += 1
-stats = manifest["stages"]["backtranslate"]
-print(f"captions with >= 1 accepted positive: {with_positive}/{rows} = {100 * with_positive / rows:.1f}% (target >= 80%)")
-print(f"median MiniLM similarity of accepted positives: {statistics.median(similarities):.3f} (target >= 0.85)")
-print(f"accepted: {len(similarities)} ({', '.join(f'{k}: {v}' for k, v in sorted(pivots.items()))})")
-candidates = len(similarities) + sum(stats["rejected"].values())
-print("rejected by reason (share of round trips):")
-for reason, n in sorted(stats["rejected"].items(), key=lambda x: -x[1]):
-    print(f"  {reason}: {n} ({100 * n / candidates:.1f}%)")
-print(f"stage time {stats['seconds']:.0f} s, counters {stats.get('counters', {})}")
+        kinds = {p["kind"] for p in positives}
+        for kind in kinds & {"backtranslation", "rewrite"}:
+            with_kind[kind] += 1
+        with_kind["either"] += bool(kinds & {"backtranslation", "rewrite"})
+        for p in positives:
+            if p["kind"] == "backtranslation":
+                similarities.append(p["score"])
+                pivots[json.loads(p["params"])["pivot"]] += 1
+for kind in ("backtranslation", "rewrite", "either"):
+    n = with_kind[kind]
+    print(f"captions with >= 1 {kind} positive: {n}/{rows} = {100 * n / max(rows, 1):.1f}%")
+stages = manifest["stages"]
+if "backtranslate" in stages:
+    stats = stages["backtranslate"]
+    if similarities:
+        print(f"median MiniLM similarity of back-translations: {statistics.median(similarities):.3f}")
+    print(f"back-translations: {len(similarities)} ({', '.join(f'{k}: {v}' for k, v in sorted(pivots.items()))})")
+    candidates = len(similarities) + sum(stats["rejected"].values())
+    print("back-translation rejections by reason (share of round trips):")
+    for reason, n in sorted(stats["rejected"].items(), key=lambda x: -x[1]):
+        print(f"  {reason}: {n} ({100 * n / candidates:.1f}%)")
+    print(f"backtranslate stage time {stats['seconds']:.0f} s, counters {stats.get('counters', {})}")
+if "rewrite" in stages:
+    counters = stages["rewrite"].get("counters", {})
+    emitted = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("emitted.")}
+    print(f"rewrites by rule: {dict(sorted(emitted.items(), key=lambda x: -x[1]))}")
+    print(f"rewrite rejections: {stages['rewrite']['rejected']}")
