@@ -4,9 +4,17 @@
 
 /// 64-bit FNV-1a: a cheap checksum that catches truncation and bit rot.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    fnv1a64_parts(&[bytes])
+}
+
+/// [`fnv1a64`] of the parts laid end to end, without joining them first.
+pub fn fnv1a64_parts(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 /// Builds a file's bytes; [`Writer::finish`] appends the checksum.

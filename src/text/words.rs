@@ -24,3 +24,39 @@ pub fn tokens(text: &str) -> Vec<String> {
 pub fn normalize(text: &str) -> String {
     tokens(text).join(" ")
 }
+
+/// "a"/"an" as the next word needs it. Spelling rules only, with the few exceptions
+/// captions meet ("hour", "one", "unicorn").
+pub fn article_for(next: &str) -> &'static str {
+    let lower = next.to_lowercase();
+    let vowel_sound = lower.starts_with(['a', 'e', 'i', 'o'])
+        || (lower.starts_with('u') && !lower.starts_with("uni") && !lower.starts_with("use"))
+        || lower.starts_with("hour")
+        || lower.starts_with("honest");
+    let one_like = lower.starts_with("one") || lower.starts_with("eu");
+    if vowel_sound && !one_like {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// The last word of a compound name, its head: "train" of "passenger train".
+pub fn head_word(name: &str) -> &str {
+    name.rsplit(' ').next().unwrap_or(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn articles_follow_sound() {
+        assert_eq!(article_for("elephant"), "an");
+        assert_eq!(article_for("dog"), "a");
+        assert_eq!(article_for("umbrella"), "an");
+        assert_eq!(article_for("unicorn"), "a");
+        assert_eq!(article_for("hour"), "an");
+        assert_eq!(article_for("one"), "a");
+    }
+}

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::binfile::fnv1a64_parts;
 use crate::text::parse::lexicon::canonical_spatial;
 use crate::text::parse::SceneGraph;
 use crate::text::wordnet::{Pos, WordNet};
@@ -126,11 +127,7 @@ impl Bigrams {
 /// FNV-1a over "a b": stable across runs and platforms, unlike `HashSet<String>`'s
 /// default hasher, and a word pair costs 8 bytes.
 fn bigram_hash(a: &str, b: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for byte in a.bytes().chain([b' ']).chain(b.bytes()) {
-        h = (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv1a64_parts(&[a.as_bytes(), b" ", b.as_bytes()])
 }
 
 const ARTICLES: [&str; 3] = ["a", "an", "the"];
@@ -173,6 +170,17 @@ const RELATIVE_PRONOUNS: [&str; 3] = ["that", "who", "which"];
 /// - `unseen_bigram`: two adjacent words the original does not have and no text of the
 ///   run has either ("out of near", "is capture", "floating up of").
 pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<&'static str> {
+    ill_formed_tokens(bigrams, original, candidate, &tokens(original), &tokens(candidate))
+}
+
+/// [`ill_formed`] on the texts and their [`tokens`], `a` and `b`, which the caller has.
+fn ill_formed_tokens(
+    bigrams: &Bigrams,
+    original: &str,
+    candidate: &str,
+    a: &[String],
+    b: &[String],
+) -> Option<&'static str> {
     // Apertium loses the case of a caption in capitals, and capitalises words inside.
     if !original.chars().any(char::is_lowercase) {
         return Some("case_changed");
@@ -192,11 +200,10 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
     {
         return Some("case_changed");
     }
-    let (a, b) = (tokens(original), tokens(candidate));
     // Captions may open without an article, but a round trip that drops one, even the
     // first, reads as broken to a careful reader ("Man balances his bike").
     let articles = |t: &[String]| t.iter().filter(|w| ARTICLES.contains(&w.as_str())).count();
-    if articles(&b) < articles(&a) {
+    if articles(b) < articles(a) {
         return Some("dropped_article");
     }
     // "A group of people" -> "A group of the people": the round trip made a class
@@ -204,24 +211,24 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
     let adjacent = |t: &[String], x: &str, y: &str| t.windows(2).any(|w| w[0] == x && w[1] == y);
     let article = |w: &String| ARTICLES.contains(&w.as_str());
     let opens_definite = |t: &[String]| t.first().is_some_and(|w| w == "the");
-    if b.windows(3).any(|w| article(&w[1]) && adjacent(&a, &w[0], &w[2]))
+    if b.windows(3).any(|w| article(&w[1]) && adjacent(a, &w[0], &w[2]))
         || b.windows(2).any(|w| article(&w[0]) && article(&w[1]))
-        || (opens_definite(&b) && a.first().is_some_and(|w| !article(w)))
+        || (opens_definite(b) && a.first().is_some_and(|w| !article(w)))
     {
         return Some("added_article");
     }
     // New relative clauses: "A boy and a man that takes" hangs a clause on the last
     // conjunct; "zebras that are together" lost the verb ("standing").
     let said = |w: &[String]| a.windows(w.len()).any(|x| x == w);
+    let copula = |x: &str| matches!(x, "is" | "are");
+    let original_has_one = a
+        .windows(2)
+        .any(|x| RELATIVE_PRONOUNS.contains(&x[0].as_str()) && copula(&x[1]));
     let clause_broken = b.windows(3).enumerate().any(|(k, w)| {
         if !RELATIVE_PRONOUNS.contains(&w[0].as_str()) || said(&w[..2]) {
             return false;
         }
         let on_conjunct = b[k.saturating_sub(4)..k].iter().any(|x| x == "and");
-        let copula = |x: &str| matches!(x, "is" | "are");
-        let original_has_one = a
-            .windows(2)
-            .any(|x| RELATIVE_PRONOUNS.contains(&x[0].as_str()) && copula(&x[1]));
         let verbless = copula(&w[1])
             && !original_has_one
             && !w[2].ends_with("ing")
@@ -233,7 +240,7 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
     }
     // "an image above" -> "an image on", "outside" -> "out of".
     let last = |t: &[String]| t.last().cloned().unwrap_or_default();
-    if DANGLING.contains(&last(&b).as_str()) && last(&a) != last(&b) {
+    if DANGLING.contains(&last(b).as_str()) && last(a) != last(b) {
         return Some("dangling_preposition");
     }
     // "white walls" -> "white wall", "Two stuffed animals" -> "Two stuffed animal".
@@ -251,7 +258,7 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
     }
     // "There are horses standing" -> "Are horses standing": a statement turned question.
     let opens_with_verb = |t: &[String]| t.first().is_some_and(|w| matches!(w.as_str(), "is" | "are"));
-    if opens_with_verb(&b) && !opens_with_verb(&a) {
+    if opens_with_verb(b) && !opens_with_verb(a) {
         return Some("opens_with_verb");
     }
     fn pronouns(t: &[String]) -> Vec<&str> {
@@ -259,7 +266,7 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
         p.sort_unstable();
         p
     }
-    if pronouns(&a) != pronouns(&b) {
+    if pronouns(a) != pronouns(b) {
         return Some("pronoun_changed");
     }
     // "zebras that are" -> "zebras that is": the round trip lost the subject's number. A
@@ -277,7 +284,7 @@ pub fn ill_formed(bigrams: &Bigrams, original: &str, candidate: &str) -> Option<
         numbers.dedup();
         numbers
     }
-    let (numbers_before, numbers_after) = (plural_verbs(&a), plural_verbs(&b));
+    let (numbers_before, numbers_after) = (plural_verbs(a), plural_verbs(b));
     if !numbers_before.is_empty() && numbers_after.iter().any(|n| !numbers_before.contains(n)) {
         return Some("agreement_changed");
     }
@@ -427,7 +434,7 @@ pub fn lexical_check(
     if edit_ratio < config.min_edit_ratio {
         return Err("too_few_changes");
     }
-    if let Some(reason) = bigrams.and_then(|b| ill_formed(b, original, candidate)) {
+    if let Some(reason) = bigrams.and_then(|bigrams| ill_formed_tokens(bigrams, original, candidate, &a, &b)) {
         return Err(reason);
     }
     let kept: std::collections::HashSet<&str> = b.iter().map(|w| stem(w)).collect();

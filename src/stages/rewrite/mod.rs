@@ -50,7 +50,7 @@ use crate::text::parse::lexicon::DEFAULT_WORDNET_DIR;
 use crate::text::parse::tagger::{self, Tag, VerbForm};
 use crate::text::parse::{Parser, RelationKind, SceneGraph};
 use crate::text::wordnet::Pos;
-use crate::text::words::tokens;
+use crate::text::words::{article_for, head_word, tokens};
 use synonyms::Synonyms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -189,16 +189,18 @@ fn same_case(original: &str, replacement: &str) -> String {
     out
 }
 
-/// "a" or "an" before `word`, by its first letter (captions rarely need "an hour").
-fn indefinite_article(word: &str) -> &'static str {
-    let w = word.to_lowercase();
-    let vowel = w.starts_with(['a', 'e', 'i', 'o'])
-        || (w.starts_with('u') && !w.starts_with("uni") && !w.starts_with("use"));
-    if vowel {
-        "an"
+/// `text` with its first letter in upper case (`upper`) or lower case.
+fn first_letter(text: &str, upper: bool) -> String {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    let first: String = if upper {
+        first.to_uppercase().collect()
     } else {
-        "a"
-    }
+        first.to_lowercase().collect()
+    };
+    first + chars.as_str()
 }
 
 impl RewriteStage {
@@ -275,14 +277,18 @@ impl RewriteStage {
         })
     }
 
+    /// The WordNet lexicographer file of a noun's most frequent sense, a compound's by its
+    /// head: a "hot dog" is `noun.food`, a "police officer" `noun.person`.
+    fn first_sense(&self, noun: &str) -> Option<&'static str> {
+        let wordnet = self.parser.lexicon().wordnet();
+        wordnet.lexnames(head_word(noun), Pos::Noun).first().copied()
+    }
+
     /// "who" for people, by the noun's most frequent sense (a dog has a rare person
     /// sense), else "that".
     fn relative_pronoun(&self, noun: &str) -> &'static str {
-        let wordnet = self.parser.lexicon().wordnet();
-        // A compound by its head: a "hot dog" is food, a "police officer" a person.
-        let head = noun.rsplit(' ').next().unwrap_or(noun);
-        match wordnet.lexnames(head, Pos::Noun).first() {
-            Some(&"noun.person") => "who",
+        match self.first_sense(noun) {
+            Some("noun.person") => "who",
             _ => "that",
         }
     }
@@ -310,7 +316,7 @@ impl RewriteStage {
     ) -> Option<(usize, usize)> {
         if tokens
             .iter()
-            .any(|t| matches!(t.tag, Tag::Auxiliary | Tag::There | Tag::Verb(VerbForm::S | VerbForm::Base)))
+            .any(may_be_finite)
             || self.verb_read_as_noun(tokens)
         {
             return None;
@@ -466,10 +472,7 @@ impl RewriteStage {
         graph: &SceneGraph,
         tokens: &[tagger::Token],
     ) -> Option<String> {
-        let finite = |t: &tagger::Token| {
-            matches!(t.tag, Tag::Auxiliary | Tag::There | Tag::Verb(VerbForm::S | VerbForm::Base))
-        };
-        let mut verbs = tokens.iter().enumerate().filter(|(_, t)| finite(t));
+        let mut verbs = tokens.iter().enumerate().filter(|(_, t)| may_be_finite(t));
         let (i, verb) = verbs.next()?;
         // "On a desk sits a keyboard": the subject follows an inverted verb.
         let opens_with_subject = tokens[0].tag != Tag::Preposition;
@@ -539,11 +542,7 @@ impl RewriteStage {
         };
         let (subject, object) = (&graph.objects[relation.subject], &graph.objects[relation.object]);
         let lex = self.parser.lexicon();
-        let head = subject.name.rsplit(' ').next().unwrap_or(&subject.name);
-        let agent = matches!(
-            lex.wordnet().lexnames(head, Pos::Noun).first(),
-            Some(&"noun.person" | &"noun.animal")
-        );
+        let agent = matches!(self.first_sense(&subject.name), Some("noun.person" | "noun.animal"));
         let first = tokens.first()?;
         let object_first = tokens.iter().find(|t| t.span.start == object.phrase.start)?;
         let object_plural = is_plural(caption, object);
@@ -581,14 +580,12 @@ impl RewriteStage {
             _ => return None,
         };
         let participle = self.attested(verbs::ed_form(&lemma), &lemma)?;
-        let patient = caption[object.phrase.clone()].to_string();
         // "by Woman tennis player": a bare noun reads as a name after "by".
         if !matches!(first.tag, Tag::Determiner | Tag::Number(_)) {
             return None;
         }
-        let agent_phrase = caption[subject.phrase.clone()].to_string();
-        let agent_phrase = format!("{}{}", agent_phrase[..1].to_lowercase(), &agent_phrase[1..]);
-        let patient = format!("{}{}", patient[..1].to_uppercase(), &patient[1..]);
+        let agent_phrase = first_letter(&caption[subject.phrase.clone()], false);
+        let patient = first_letter(&caption[object.phrase.clone()], true);
         Some(format!(
             "{patient} {how} {participle} by {agent_phrase}{}",
             &caption[object.phrase.end..]
@@ -597,7 +594,6 @@ impl RewriteStage {
 
     /// The first listed word used as listed, for its synonym; "a"/"an" before it follows.
     fn synonym(&self, caption: &str, tokens: &[tagger::Token]) -> Option<String> {
-        let wordnet = self.parser.lexicon().wordnet();
         let words: Vec<&str> = tokens.iter().map(|t| t.word.as_str()).collect();
         (0..tokens.len()).find_map(|i| {
             let len = self.synonyms.listed_phrase(&words[i..])?;
@@ -615,7 +611,7 @@ impl RewriteStage {
             // A "little girl" is young, not small.
             if key == "little" {
                 let noun = tokens[i + len..].iter().find(|t| t.tag == Tag::Noun)?;
-                if wordnet.lexnames(&noun.word, Pos::Noun).first() == Some(&"noun.person") {
+                if self.first_sense(&noun.word) == Some("noun.person") {
                     return None;
                 }
             }
@@ -626,7 +622,7 @@ impl RewriteStage {
                 if matches!(prev.word.as_str(), "a" | "an") {
                     start = &caption[..prev.span.start];
                     let between = &caption[prev.span.end..span.start];
-                    article = format!("{}{between}", same_case(&caption[prev.span.clone()], indefinite_article(replacement)));
+                    article = format!("{}{between}", same_case(&caption[prev.span.clone()], article_for(replacement)));
                 }
             }
             Some(format!(
@@ -636,6 +632,12 @@ impl RewriteStage {
             ))
         })
     }
+}
+
+/// A word that may head a clause of its own: an auxiliary, "there", or a present-tense
+/// verb (a base form too: "Two dogs chase").
+fn may_be_finite(token: &tagger::Token) -> bool {
+    matches!(token.tag, Tag::Auxiliary | Tag::There | Tag::Verb(VerbForm::S | VerbForm::Base))
 }
 
 /// The caption's only finite word (an auxiliary, a present-tense verb or "there"), with
@@ -686,7 +688,7 @@ fn is_plural(caption: &str, object: &crate::text::parse::Object) -> bool {
         || (counted && !head.contains(' ') && object.count.is_some_and(|n| n > 1))
         || quantity
         || matches!(
-            head.rsplit(' ').next().unwrap_or(&head),
+            head_word(&head),
             "people" | "police" | "cattle" | "men" | "women" | "children"
         )
 }
@@ -718,8 +720,7 @@ fn participle(caption: &str, graph: &SceneGraph, tokens: &[tagger::Token]) -> Op
     let finite = tokens
         .iter()
         .filter(|t| {
-            matches!(t.tag, Tag::Auxiliary | Tag::Verb(VerbForm::S | VerbForm::Base) | Tag::There)
-                || matches!(t.word.as_str(), "has" | "have")
+            may_be_finite(t) || matches!(t.word.as_str(), "has" | "have")
         })
         .count();
     if finite != 1 {

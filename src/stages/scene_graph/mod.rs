@@ -42,6 +42,7 @@ use crate::text::parse::lexicon::{canonical_spatial, AttributeKind, DEFAULT_WORD
 use crate::text::parse::facts::ImageFacts;
 use crate::text::parse::{tagger, Object, Parser, RelationKind, SceneGraph};
 use crate::text::wordnet::Pos;
+use crate::text::words::article_for;
 use support::{object_category, Support};
 
 /// SugarCrepe's edit kinds.
@@ -1309,22 +1310,6 @@ fn next_word(text: &str, at: usize) -> Option<Range<usize>> {
     (len > 0).then_some(start..start + len)
 }
 
-/// "a"/"an" as the next word needs it. Spelling rules only: captions rarely start a noun
-/// with a silent "h" or a "you" sound, and the fluency check catches the rest.
-pub fn article_for(next: &str) -> &'static str {
-    let lower = next.to_lowercase();
-    let vowel_sound = lower.starts_with(['a', 'e', 'i', 'o'])
-        || (lower.starts_with('u') && !lower.starts_with("uni") && !lower.starts_with("use"))
-        || lower.starts_with("hour")
-        || lower.starts_with("honest");
-    let one_like = lower.starts_with("one") || lower.starts_with("eu");
-    if vowel_sound && !one_like {
-        "an"
-    } else {
-        "a"
-    }
-}
-
 /// Re-chooses the object's "a"/"an" when `word` now starts at `changed_at`, the first
 /// word after that article.
 fn fix_article(
@@ -2276,15 +2261,6 @@ mod tests {
         assert_eq!(edit.apply("a d"), None);
     }
 
-    #[test]
-    fn articles_follow_sound() {
-        assert_eq!(article_for("elephant"), "an");
-        assert_eq!(article_for("dog"), "a");
-        assert_eq!(article_for("umbrella"), "an");
-        assert_eq!(article_for("unicorn"), "a");
-        assert_eq!(article_for("hour"), "an");
-        assert_eq!(article_for("one"), "a");
-    }
 
     /// Splices the recorded replacements back to front: an independent way to apply them.
     fn splice(original: &str, replacements: &[serde_json::Value]) -> String {

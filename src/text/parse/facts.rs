@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::lexicon::{AttributeKind, Lexicon};
 use super::{Parser, SceneGraph};
 use crate::core::record::Corpus;
+use crate::text::words::head_word;
 
 pub struct ImageFacts {
     /// Per pair, in corpus order, its image's index.
@@ -32,11 +33,6 @@ fn fact(image: u32, parts: &[&str]) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(bytes)
-}
-
-/// The last word of a compound name: "train" of "passenger train".
-fn head(name: &str) -> &str {
-    name.rsplit(' ').next().unwrap_or(name)
 }
 
 /// The kinds of attribute two captions of one image can contradict each other on.
@@ -85,7 +81,7 @@ impl ImageFacts {
             }
             for object in &graph.objects {
                 facts.insert(fact(image, &["object", &object.name]));
-                facts.insert(fact(image, &["head", head(&object.name)]));
+                facts.insert(fact(image, &["head", head_word(&object.name)]));
             }
             // Every caption of an image carries the same labels: count them once.
             if pair.objects.is_none() || !labelled.insert(image) {
@@ -94,7 +90,7 @@ impl ImageFacts {
             let mut labels: BTreeMap<String, usize> = BTreeMap::new();
             for label in pair.objects.iter().flatten() {
                 let label = label.to_lowercase();
-                let last = label.rsplit(' ').next().unwrap_or(&label);
+                let last = head_word(&label);
                 *labels.entry(lex.noun_lemma(last)).or_default() += 1;
                 facts.insert(fact(image, &["object", &label]));
             }
