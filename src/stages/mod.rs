@@ -21,6 +21,8 @@ use crate::core::record::Corpus;
 use crate::core::sample::{Augmented, Stats};
 use crate::store::artifact::IndexPolicy;
 
+pub mod caption_lm;
+
 pub trait Stage: Send + Sync {
     fn name(&self) -> &str;
 

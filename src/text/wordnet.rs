@@ -621,6 +621,18 @@ impl WordNet {
         }
     }
 
+    /// [`WordNet::related`] for the most frequent senses only: "dog" the animal is no kind
+    /// of person, though a rare sense (the cad) is.
+    pub fn first_senses_related(&self, a: &str, b: &str, pos: Pos, max_depth: usize) -> bool {
+        let (Some(&x), Some(&y)) = (
+            self.synsets_of(a, pos).first(),
+            self.synsets_of(b, pos).first(),
+        ) else {
+            return false;
+        };
+        x == y || self.reaches(&[x], &[y], max_depth) || self.reaches(&[y], &[x], max_depth)
+    }
+
     /// True when `a` and `b` share a synset, or a chain of at most `max_depth` hypernym
     /// (or instance hypernym) steps leads from a sense of one to a sense of the other.
     pub fn related(&self, a: &str, b: &str, pos: Pos, max_depth: usize) -> bool {

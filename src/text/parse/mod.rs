@@ -7,6 +7,7 @@
 //! noun phrases, and a left-to-right pass ([`parser`]) links them through prepositions and
 //! verbs, with rules for coordination, relative clauses, passives and fronted phrases.
 
+pub mod category;
 pub mod eval;
 pub mod facts;
 pub mod lexicon;
