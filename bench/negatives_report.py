@@ -3,6 +3,8 @@
 For the scene_graph stage of a run folder this prints:
 - the share of captions with at least one scene-graph negative;
 - candidates kept and rejected per edit kind and reason (from the manifest);
+- the share of captions with a negative of each kind, and of the captions whose parse
+  names two objects of different single colours, the share with a swap_attributes one;
 - an independent check of "one node changed": every negative and its original are parsed
   again with `cmcl parse`; a negative passes when every triple that differs between the
   two graphs mentions the replaced (or swapped) words, and its recorded edit applied to
@@ -27,6 +29,26 @@ def apply(original, replacements):
         assert data[r["start"]:r["end"]].decode() == r["from"], (original, r)
         data = data[: r["start"]] + r["to"].encode() + data[r["end"]:]
     return data.decode()
+
+
+COLOURS = {
+    "white", "black", "red", "blue", "green", "yellow", "orange", "brown", "gray", "grey",
+    "pink", "purple", "silver", "gold", "tan", "beige",
+}
+
+
+# The parser writes counts as digits ("two dogs" -> dog is 2).
+NUMBERS = {"two": "2", "three": "3", "four": "4", "five": "5", "six": "6"}
+
+
+def two_colours(graph):
+    """Whether two objects of the graph each have one colour, and the colours differ."""
+    colours = {}
+    for s, p, o in (t for t in graph if len(t) == 3):
+        if p == "is" and o in COLOURS:
+            colours.setdefault(s, set()).add(o)
+    single = [next(iter(c)) for c in colours.values() if len(c) == 1]
+    return len(set(single)) >= 2
 
 
 def same_word(a, b):
@@ -64,12 +86,15 @@ def main():
         sys.exit(f"{run}: no scene_graph stage in the manifest")
     originals, negatives = [], []
     captions = with_negative = 0
+    all_captions, kinds_of = [], []
     for shard in sorted(run.glob("shard-*.arrow")):
         table = ipc.open_file(shard).read_all().select(["caption", "negatives"]).to_pylist()
         for row in table:
             captions += 1
             mine = [n for n in row["negatives"] if n["generator"] == "scene_graph"]
             with_negative += bool(mine)
+            all_captions.append(row["caption"])
+            kinds_of.append({n["kind"] for n in mine})
             for n in mine:
                 originals.append(row["caption"])
                 negatives.append(n)
@@ -84,6 +109,7 @@ def main():
         before = graph_of[original]
         edit = [r for r in json.loads(negative["params"])["edit"] if r["node"]]
         words = {w.lower() for r in edit for w in (r["from"] + " " + r["to"]).split()}
+        words |= {NUMBERS[w] for w in words if w in NUMBERS}
         changed = before ^ after
         one_node = all(
             any(same_word(w, x) for w in words for x in " ".join(t).split()) for t in changed
@@ -91,6 +117,9 @@ def main():
         k = per_kind.setdefault(negative["kind"], [0, 0])
         k[0] += 1
         k[1] += one_node
+    caption_graphs = parse_all(args.cmcl, all_captions)
+    eligible = [i for i, g in enumerate(caption_graphs) if two_colours(g)]
+    swapped = sum("swap_attributes" in kinds_of[i] for i in eligible)
     total = sum(k[0] for k in per_kind.values())
     single = sum(k[1] for k in per_kind.values())
     report = {
@@ -98,6 +127,11 @@ def main():
         "captions_with_negative": with_negative,
         "share_with_negative": with_negative / max(captions, 1),
         "negatives": total,
+        "coverage_per_kind": {
+            kind: sum(kind in k for k in kinds_of) / max(captions, 1) for kind in sorted(per_kind)
+        },
+        "two_colour_captions": len(eligible),
+        "two_colour_captions_with_swap_attributes": swapped,
         "edit_reproduces_negative": reproduced / max(total, 1),
         "one_node_change_by_reparse": single / max(total, 1),
         "per_kind": {
@@ -117,6 +151,12 @@ def main():
     print(
         f"scene_graph negatives: {with_negative}/{captions} captions "
         f"({100 * report['share_with_negative']:.1f}%) have at least one; {total} negatives"
+    )
+    for kind, share in report["coverage_per_kind"].items():
+        print(f"  captions with {kind}: {100 * share:.1f}%")
+    print(
+        f"  swap_attributes on {swapped}/{len(eligible)} captions naming two objects of "
+        f"different single colours ({100 * swapped / max(len(eligible), 1):.1f}%)"
     )
     print(f"  recorded edit reproduces the negative: {100 * report['edit_reproduces_negative']:.2f}%")
     print(f"  one node changed (re-parsed graphs): {100 * report['one_node_change_by_reparse']:.1f}%")
