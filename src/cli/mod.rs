@@ -34,12 +34,19 @@ impl RunArgs {
     /// The loaded pipeline and its output folder, with the thread pool sized.
     pub fn start(&self) -> anyhow::Result<(Pipeline, PathBuf)> {
         let p = Pipeline::load(&self.pipeline)?;
-        if let Some(n) = self.threads {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()
-                .context("setting up the thread pool")?;
-        }
+        // Sized here, as rayon itself would (RAYON_NUM_THREADS, else the cores), so that
+        // `kernels_single_threaded` may then change the variable for candle alone.
+        let threads = self.threads.unwrap_or_else(|| {
+            std::env::var("RAYON_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        });
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .context("setting up the thread pool")?;
         let out_dir = self
             .out
             .clone()

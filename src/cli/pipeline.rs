@@ -49,6 +49,7 @@ pub struct AugmentArgs {
 
 pub fn augment(args: AugmentArgs) -> anyhow::Result<()> {
     let (p, out_dir) = args.run.start()?;
+    cmcl::embed::text::kernels_single_threaded();
     let part = args
         .num_shards
         .map(|count| Part::new(args.shard_index, count))
@@ -85,6 +86,7 @@ pub struct PlanArgs {
 
 pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
     let (p, out_dir) = args.run.start()?;
+    cmcl::embed::text::kernels_single_threaded();
     let plan = augment::plan_run(&p, &out_dir, args.num_shards, !args.run.no_progress)
         .with_context(|| format!("pipeline {}", args.run.pipeline.display()))?;
     let shards = plan.manifest.num_shards;
@@ -141,6 +143,7 @@ pub struct IndexArgs {
 
 pub fn index(args: IndexArgs) -> anyhow::Result<()> {
     let (p, out_dir) = args.run.start()?;
+    cmcl::embed::text::kernels_single_threaded();
     let (corpus, _) = cmcl::ingest::ingest(&p.inputs, &p.ingest)?;
     let _lock = OutputLock::acquire(&out_dir)?;
     let options = IndexOptions {

