@@ -122,6 +122,11 @@ bench: $(VENV)/.bench-deps build $(SYNTH)/scenes.jsonl models apt-deps
 	$(CARGO) bench --bench tfidf -- --data $(DATA) --out $(BENCH_OUT)
 	$(VENV)/bin/python bench/tfidf_sklearn.py --data $(DATA) --out $(BENCH_OUT)
 	$(CARGO) bench --bench backtranslate -- --data $(DATA) --out $(BENCH_OUT)
+	# MiniLM on the COCO val captions: cmcl (one batch per thread) against
+	# sentence-transformers on PyTorch CPU, 1 and 2 threads, speed, RSS and vectors.
+	RAYON_NUM_THREADS=1 $(CARGO) bench --bench minilm -- --data $(DATA) --out $(BENCH_OUT) --minilm $(abspath $(MINILM))
+	RAYON_NUM_THREADS=2 $(CARGO) bench --bench minilm -- --data $(DATA) --out $(BENCH_OUT) --minilm $(abspath $(MINILM))
+	$(VENV)/bin/python bench/minilm_peer.py --work $(BENCH_OUT)/minilm --model $(MINILM) --json $(BENCH_OUT)/minilm.json
 	# The whole stage on COCO val, translating from scratch (fresh cache).
 	rm -rf $(BENCH_OUT)/coco $(BENCH_OUT)/coco-cache
 	$(CMCL) augment --pipeline pipelines/coco.toml --out $(BENCH_OUT)/coco --cache-dir $(BENCH_OUT)/coco-cache --no-progress
