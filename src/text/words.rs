@@ -41,6 +41,18 @@ pub fn article_for(next: &str) -> &'static str {
     }
 }
 
+/// Whether every "a" and "an" of `text` is the one the next word needs ("an open
+/// field", not "a open field"); a number after it is not judged ("an 8", "a 3").
+pub fn articles_agree(text: &str) -> bool {
+    let words = tokens(text);
+    words.windows(2).all(|pair| match pair[0].as_str() {
+        "a" | "an" if pair[1].starts_with(|c: char| c.is_alphabetic()) => {
+            pair[0] == article_for(&pair[1])
+        }
+        _ => true,
+    })
+}
+
 /// The last word of a compound name, its head: "train" of "passenger train".
 pub fn head_word(name: &str) -> &str {
     name.rsplit(' ').next().unwrap_or(name)
@@ -49,6 +61,20 @@ pub fn head_word(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn articles_agree_with_the_next_word() {
+        assert!(articles_agree(
+            "A man holding an umbrella and a one-way sign near an hour glass."
+        ));
+        assert!(articles_agree("an 8 foot tall statue"));
+        assert!(!articles_agree(
+            "A LITTLE GIRL IS RUNNING WITH HER KITE IN A OPEN FIELD"
+        ));
+        assert!(!articles_agree(
+            "An tusked elephant playing with a fallen tree"
+        ));
+    }
 
     #[test]
     fn articles_follow_sound() {

@@ -34,7 +34,7 @@ use crate::text::parse::category::{categories, Categories};
 use crate::text::parse::facts::ImageFacts;
 use crate::text::parse::lexicon::DEFAULT_WORDNET_DIR;
 use crate::text::parse::{Parser, SceneGraph};
-use crate::text::words::ENGLISH_STOP_WORDS;
+use crate::text::words::{articles_agree, ENGLISH_STOP_WORDS};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -911,6 +911,11 @@ impl Stage for TfidfStage {
                     guard.facts.contradicts(image, anchor, neighbour, guard.parser.lexicon(), &guard.categories)
                 });
                 stats.reject("not_contradicted", (before - hits.len()) as u64);
+                // Another image's caption is a human's, typos and all: a blind audit read
+                // "in a open field" and "An tusked elephant" as ungrammatical negatives.
+                let before = hits.len();
+                hits.retain(|hit| articles_agree(&corpus.pairs[hit.doc as usize].caption));
+                stats.reject("article_mismatch", (before - hits.len()) as u64);
             }
             let deltas = match &self.model {
                 Some(model) => {
