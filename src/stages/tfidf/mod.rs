@@ -737,7 +737,10 @@ pub struct TfidfStage {
     /// Per pair, a dense id of its image (dataset + image id).
     groups: Vec<u32>,
     guard: Option<Guard>,
-    model: Option<CaptionLm>,
+    /// With the balance on, each pair caption's mean log-probability under the half of
+    /// the caption language model that never saw its image: scored once here, as a
+    /// caption is the neighbour of many.
+    lm_scores: Option<Vec<f64>>,
     seed: u64,
 }
 
@@ -809,15 +812,24 @@ impl TfidfStage {
         } else {
             None
         };
-        let model = match config.lm_balance {
-            true => Some(CaptionLm::build_or_open(&config.language_model, corpus, &index_dir, context.indexes)?),
+        let lm_scores = match config.lm_balance {
+            true => {
+                let lm = CaptionLm::build_or_open(&config.language_model, corpus, &index_dir, context.indexes)?;
+                let pairs = &corpus.pairs;
+                Some(
+                    (0..pairs.len())
+                        .into_par_iter()
+                        .map(|row| lm.held_out(row).mean_log_prob(&pairs[row].caption))
+                        .collect(),
+                )
+            }
             false => None,
         };
         Ok(TfidfStage {
             config,
             miner,
             guard,
-            model,
+            lm_scores,
             seed: context.seed,
             groups: corpus.image_groups(),
         })
@@ -830,17 +842,13 @@ impl TfidfStage {
     /// coin per caption; see [`TfidfConfig::lm_balance`].
     fn balance(
         &self,
-        model: &CaptionLm,
+        scores: &[f64],
         row: usize,
-        corpus: &Corpus,
+        uid: &[u8; 16],
         hits: &[Hit],
         wanted: usize,
     ) -> Vec<(usize, f64)> {
-        // Each caption by the model that never saw it.
-        let score = |row: usize| model.held_out(row).mean_log_prob(&corpus.pairs[row].caption);
-        let original = score(row);
-        let deltas: Vec<f64> = hits.iter().map(|h| score(h.doc as usize) - original).collect();
-        let uid = &corpus.pairs[row].uid;
+        let deltas: Vec<f64> = hits.iter().map(|h| scores[h.doc as usize] - scores[row]).collect();
         let coin = fnv1a64_parts(&[&self.seed.to_le_bytes(), uid, b"lm-balance"]) & 1 == 1;
         let mut taken = vec![false; hits.len()];
         let mut picked = Vec::new();
@@ -872,7 +880,7 @@ impl Stage for TfidfStage {
         let (corpus, rows, out, stats) = (batch.corpus, batch.rows, batch.out, batch.stats);
         let (k, ceiling) = (self.config.k, self.config.max_similarity);
         let wanted = k;
-        let k = match self.guard.is_some() || self.model.is_some() {
+        let k = match self.guard.is_some() || self.lm_scores.is_some() {
             true => k * OVERFETCH,
             false => k,
         };
@@ -917,9 +925,9 @@ impl Stage for TfidfStage {
                 hits.retain(|hit| articles_agree(&corpus.pairs[hit.doc as usize].caption));
                 stats.reject("article_mismatch", (before - hits.len()) as u64);
             }
-            let deltas = match &self.model {
-                Some(model) => {
-                    let picked = self.balance(model, row, corpus, &hits, wanted);
+            let deltas = match &self.lm_scores {
+                Some(scores) => {
+                    let picked = self.balance(scores, row, &corpus.pairs[row].uid, &hits, wanted);
                     let chosen = picked.iter().map(|&(i, _)| hits[i]).collect();
                     let deltas = picked.into_iter().map(|(_, d)| Some(d)).collect();
                     hits = chosen;

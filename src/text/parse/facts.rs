@@ -78,7 +78,6 @@ impl ImageFacts {
             for object in &graph.objects {
                 name(image, &object.name, &mut named);
                 facts.insert(fact(image, &["object", &object.name]));
-                facts.insert(fact(image, &["head", head_word(&object.name)]));
             }
             // Every caption of an image carries the same labels: count them once.
             if pair.objects.is_none() || !labelled.insert(image) {
@@ -155,25 +154,23 @@ impl ImageFacts {
         lex: &Lexicon,
         categories: &Categories,
     ) -> bool {
-        let colour = |graph: &SceneGraph, object: &str, value: &str| {
-            graph.attributes.iter().any(|a| {
-                a.kind == AttributeKind::Colour
-                    && graph.objects[a.object].name == object
-                    && (value.is_empty() || a.value == value)
-            })
+        let colours = |graph: &'_ SceneGraph, object: &str| -> Vec<String> {
+            graph
+                .attributes
+                .iter()
+                .filter(|a| {
+                    a.kind == AttributeKind::Colour && graph.objects[a.object].name == object
+                })
+                .map(|a| a.value.clone())
+                .collect()
         };
-        let colour_conflict = neighbour.attributes.iter().any(|a| {
-            let object = neighbour.objects[a.object].name.as_str();
-            a.kind == AttributeKind::Colour
-                && colour(anchor, object, "")
-                && !self.states(image, [object, "is", &a.value])
-                && !anchor
-                    .attributes
-                    .iter()
-                    .filter(|b| {
-                        b.kind == AttributeKind::Colour && anchor.objects[b.object].name == object
-                    })
-                    .any(|b| colour(neighbour, object, &b.value))
+        // The anchor colours an object the neighbour colours otherwise, none of its own
+        // colours kept, and no caption of the image says the new one.
+        let colour_conflict = neighbour.objects.iter().any(|o| {
+            let (said, new) = (colours(anchor, &o.name), colours(neighbour, &o.name));
+            !said.is_empty()
+                && !said.iter().any(|c| new.contains(c))
+                && new.iter().any(|c| !self.states(image, [&o.name, "is", c]))
         });
         if colour_conflict {
             return true;
@@ -188,7 +185,6 @@ impl ImageFacts {
         let unknown_to_image = |name: &str| {
             !lex.is_quantity_noun(name)
                 && !self.names(image, name)
-                && !self.facts.contains(&fact(image, &["head", name]))
                 && !self.named[image as usize]
                     .iter()
                     .any(|&id| same_thing(lex, &self.names[id as usize], name))
@@ -242,8 +238,9 @@ fn main_object<'g>(
 }
 
 /// Whether two object names may name one thing: equal, of one head ("passenger train"
-/// and "train"), one a word of the other's compound ("clock" in "clock tower"), or one a synonym, kind or instance of the other
-/// within a few WordNet steps.
+/// and "train"), one a word of the other's compound ("clock" in "clock tower"), or, by
+/// their most frequent senses, one a synonym, kind or instance of the other within a few
+/// WordNet steps.
 fn same_thing(lex: &Lexicon, a: &str, b: &str) -> bool {
     a == b
         || head_word(a) == head_word(b)
