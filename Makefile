@@ -11,6 +11,7 @@ VENV     := .cache/venv
 CMCL     := $(or $(CARGO_TARGET_DIR),target)/debug/cmcl
 BENCH_OUT := .cache/bench
 BROWSER  := .cache/browser
+SCHED    := .cache/sched
 RUN_DIR   = $(or $(OUT),out/$(shell sed -n 's/^name *= *"\(.*\)"/\1/p' $(PIPELINE)))
 
 export CMCL_DATA := $(DATA)
@@ -23,8 +24,12 @@ MINILM_SHA256 := b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa5
 # (Debian) for the scene-graph parser's lexicon.
 APT_PKGS := apertium-eng-spa apertium-eng-cat apertium-eo-en wordnet-base
 WORDNET  := /usr/share/wordnet
+# Slurm (slurm-client has sbatch, squeue, sinfo) with munge, and GNU parallel, for the
+# tests of deploy/slurm.sh and deploy/parallel.sh. Without recommends: those are ~30
+# optional plugin packages (HDF5, ROCm, -dev) that the test cluster does not load.
+SCHED_PKGS := slurmctld slurmd slurm-client munge parallel
 
-.PHONY: all build augment index train report synth models apt-deps browser-deps test test-deps bench lint clean
+.PHONY: all build augment index train report synth models apt-deps browser-deps sched-deps test test-deps bench lint clean
 
 all: augment
 
@@ -99,6 +104,19 @@ browser-deps: $(BROWSER)/node_modules/playwright-core/package.json
 	else echo "Chromium is missing and this is not root: run 'sudo apt-get install chromium'" > $(BROWSER)/unavailable; fi
 	@if [ -f $(BROWSER)/unavailable ]; then echo "WARNING: the report's browser test will be skipped: $$(cat $(BROWSER)/unavailable)" >&2; fi
 
+# Slurm, munge and GNU parallel for the deploy tests, which start a throwaway one-node
+# cluster with tools/slurm-cluster.sh (as root). Where that cannot be (not root, apt-get
+# failed), the reason goes into $(SCHED)/unavailable and those tests are skipped, saying so.
+sched-deps:
+	@mkdir -p $(SCHED) && rm -f $(SCHED)/unavailable
+	@if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/bin/sbatch ] \
+		&& [ -x /usr/sbin/munged ] && [ -x /usr/bin/parallel ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $(SCHED_PKGS) || echo "apt-get install $(SCHED_PKGS) failed" > $(SCHED)/unavailable; \
+	else echo "Slurm, munge or GNU parallel is missing and this is not root: run 'sudo apt-get install $(SCHED_PKGS)'" > $(SCHED)/unavailable; fi
+	@if [ ! -f $(SCHED)/unavailable ] && ! reason=$$(tools/slurm-cluster.sh check 2>&1); then echo "$$reason" > $(SCHED)/unavailable; fi
+	@if [ -f $(SCHED)/unavailable ]; then echo "WARNING: the Slurm and GNU parallel tests will be skipped: $$(cat $(SCHED)/unavailable)" >&2; fi
+
 # Python peers the tests read shards with (pyarrow, polars), in an ignored venv.
 $(VENV)/.test-deps: tools/requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -107,11 +125,13 @@ $(VENV)/.test-deps: tools/requirements-test.txt
 
 test-deps: $(VENV)/.test-deps
 
-test: test-deps models apt-deps browser-deps
+test: test-deps models apt-deps browser-deps sched-deps
 	CMCL_REQUIRE_APERTIUM=1 CMCL_TEST_PYTHON=$(abspath $(VENV))/bin/python \
 	CMCL_BROWSER_MODULES=$(abspath $(BROWSER))/node_modules \
-	CMCL_REQUIRE_BROWSER=$$([ -f $(BROWSER)/unavailable ] || echo 1) $(CARGO) test
+	CMCL_REQUIRE_BROWSER=$$([ -f $(BROWSER)/unavailable ] || echo 1) \
+	CMCL_REQUIRE_SCHEDULER=$$([ -f $(SCHED)/unavailable ] || echo 1) $(CARGO) test
 	@if [ -f $(BROWSER)/unavailable ]; then echo "NOTE: the report's browser test was SKIPPED: $$(cat $(BROWSER)/unavailable)" >&2; fi
+	@if [ -f $(SCHED)/unavailable ]; then echo "NOTE: the Slurm and GNU parallel tests were SKIPPED: $$(cat $(SCHED)/unavailable)" >&2; fi
 
 $(VENV)/.bench-deps: tools/requirements-bench.txt $(VENV)/.test-deps
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-bench.txt

@@ -190,32 +190,36 @@ fn a_second_run_on_the_same_folder_is_refused() {
 
 #[test]
 fn shards_open_unchanged_in_pyarrow_and_polars() {
-    let python = std::env::var("CMCL_TEST_PYTHON").unwrap_or_else(|_| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/venv/bin/python");
-        assert!(venv.exists(), "no Python with pyarrow and polars: run `make test` (it creates .cache/venv), or set CMCL_TEST_PYTHON");
-        venv.to_string_lossy().into_owned()
-    });
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), 12);
     let pipeline = synth_pipeline(dir.path(), 20, "parquet = true");
     let out = dir.path().join("out");
     augment(&pipeline, &out, &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_shards.py");
-    let result = std::process::Command::new(&python)
-        .arg(&script)
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    let report = String::from_utf8_lossy(&result.stdout);
+    let report = python_script("read_shards.py", &[&out]);
     let rows = manifest(&out)["total_rows"].as_u64().unwrap();
     assert!(report.contains(&format!("pyarrow rows={rows}")), "{report}");
     assert!(report.contains(&format!("polars rows={rows}")), "{report}");
+}
+
+/// The Python reader (python/cmcl_reader, pyarrow only) on a run with negatives of
+/// several kinds and positives: every row once per epoch across workers, seeded
+/// sampling, the requested kinds with their text and score (tests/python_reader.py).
+#[test]
+fn the_python_reader_gives_every_row_once_per_epoch_with_seeded_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), 30);
+    let stages = "[[stages]]\ntype = \"siblings\"\n\
+                  [[stages]]\ntype = \"tfidf\"\nk = 4\n\
+                  [[stages]]\ntype = \"scene_graph\"\nmin_candidate_count = 1\n";
+    let pipeline = synth_pipeline_with(dir.path(), stages, 25, "");
+    let out = dir.path().join("out");
+    augment(&pipeline, &out, &[]);
+    let report = python_script("python_reader.py", &[&out]);
+    let rows = manifest(&out)["total_rows"].as_u64().unwrap();
+    assert!(
+        report.contains(&format!("python reader ok rows={rows}")),
+        "{report}"
+    );
 }
 
 /// `cmcl check-negatives` judges every negative of a synthetic run by the gold scenes

@@ -29,33 +29,6 @@ fn worker(pipeline: &Path, out: &Path, cache: &Path, index: usize) -> Command {
     command
 }
 
-/// What must agree between two runs: every shard's identity and checksum, and what the
-/// stages produced (their timings differ).
-fn outcome(out: &Path) -> serde_json::Value {
-    let m = manifest(out);
-    let shards: Vec<serde_json::Value> = m["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            serde_json::json!([
-                s["index"],
-                s["file"],
-                s["first_row"],
-                s["rows"],
-                s["sha256"]
-            ])
-        })
-        .collect();
-    let produced: serde_json::Map<String, serde_json::Value> = m["stages"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v["produced"].clone()))
-        .collect();
-    serde_json::json!({ "shards": shards, "produced": produced, "complete": m["complete"] })
-}
-
 #[test]
 fn four_workers_and_a_merge_write_the_bytes_of_one_process() {
     let dir = tempfile::tempdir().unwrap();

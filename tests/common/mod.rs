@@ -185,3 +185,63 @@ pub fn shared_data() -> PathBuf {
     );
     dir
 }
+
+/// The Python with pyarrow and polars that `make test` sets up (CMCL_TEST_PYTHON).
+pub fn test_python() -> PathBuf {
+    std::env::var("CMCL_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/venv/bin/python");
+        assert!(venv.exists(), "no Python with pyarrow and polars: run `make test` (it creates .cache/venv), or set CMCL_TEST_PYTHON");
+        venv
+    })
+}
+
+/// Runs the repository's Python script `tests/SCRIPT` with `args` under
+/// [`test_python`]; fails the test with its output when it fails, else gives stdout.
+pub fn python_script(script: &str, args: &[&Path]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(script);
+    let result = Command::new(test_python())
+        .arg(&path)
+        .args(args)
+        .env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("python"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{script} failed:\n{}\n{}",
+        stdout(&result),
+        stderr(&result)
+    );
+    stdout(&result)
+}
+
+/// What must agree between two runs: every shard's identity and checksum, and what the
+/// stages produced (their timings differ).
+pub fn outcome(out: &Path) -> serde_json::Value {
+    let m = manifest(out);
+    let shards: Vec<serde_json::Value> = m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            serde_json::json!([
+                s["index"],
+                s["file"],
+                s["first_row"],
+                s["rows"],
+                s["sha256"]
+            ])
+        })
+        .collect();
+    let produced: serde_json::Map<String, serde_json::Value> = m["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["produced"].clone()))
+        .collect();
+    serde_json::json!({ "shards": shards, "produced": produced, "complete": m["complete"] })
+}
