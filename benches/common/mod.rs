@@ -17,6 +17,7 @@ pub fn source(format: Format, path: PathBuf, dataset: &str) -> Source {
         images_dir: None,
         instances: None,
         columns: Columns::default(),
+        webdataset: None,
     }
 }
 

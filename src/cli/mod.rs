@@ -34,6 +34,7 @@ impl RunArgs {
     /// The loaded pipeline and its output folder, with the thread pool sized.
     pub fn start(&self) -> anyhow::Result<(Pipeline, PathBuf)> {
         let p = Pipeline::load(&self.pipeline)?;
+        p.check_image_inputs(&self.pipeline)?;
         // Sized here, as rayon itself would (RAYON_NUM_THREADS, else the cores), so that
         // `kernels_single_threaded` may then change the variable for candle alone.
         let threads = self.threads.unwrap_or_else(|| {

@@ -19,6 +19,7 @@ pub struct ValidateArgs {
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
     let p = Pipeline::load(&args.pipeline)?;
+    p.check_image_inputs(&args.pipeline)?;
     println!(
         "{}: ok (pipeline {:?}, {} stage(s))",
         args.pipeline.display(),

@@ -34,9 +34,13 @@ pub struct Source {
     /// COCO instances JSON whose category names become each image's object labels.
     #[serde(default)]
     pub instances: Option<PathBuf>,
-    /// Column names for the generic formats (jsonl, csv, parquet).
+    /// Column names for the generic formats (jsonl, csv, parquet); for webdataset, the
+    /// `.json` fields (or parquet columns) `objects` and `image_vector` are read from.
     #[serde(default)]
     pub columns: Columns,
+    /// How to read webdataset tars (only with `format = "webdataset"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webdataset: Option<WebdatasetOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +53,32 @@ pub enum Format {
     Jsonl,
     Csv,
     Parquet,
+    /// Webdataset tar shards as img2dataset writes them: `KEY.jpg`, `KEY.txt` and
+    /// `KEY.json` per sample. `path` may hold brace patterns: `shards/{00000..00099}.tar`
+    /// (a numeric range, zero-padded like its first bound) or `{a,b}` (a list).
+    Webdataset,
+}
+
+/// Reading webdataset tars.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebdatasetOptions {
+    /// The `.json` field (or parquet column) that holds the caption; unset: the `.txt`
+    /// member.
+    pub caption_field: Option<String>,
+    /// Read captions from the parquet img2dataset writes beside each tar
+    /// (`00000.parquet`, successful downloads only) when there is one, instead of from
+    /// the tar's text members.
+    pub use_parquet: bool,
+}
+
+impl Default for WebdatasetOptions {
+    fn default() -> Self {
+        WebdatasetOptions {
+            caption_field: None,
+            use_parquet: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ mod coco;
 pub mod config;
 mod flickr;
 mod table;
+pub mod webdataset;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
@@ -20,6 +21,7 @@ use serde::Serialize;
 
 use crate::core::error::{Error, Result};
 use crate::core::record::{pair_uid, Corpus, CorpusImage, CorpusText, Pair};
+use crate::embed::image::ImageNeed;
 use crate::ingest::config::{Format, IngestConfig, Inputs, Source};
 
 /// Why a record was skipped.
@@ -33,6 +35,10 @@ pub enum RejectReason {
     MalformedRecord,
     DuplicateId,
     BadVector,
+    /// A tar archive with an unreadable header or cut off before a member's end.
+    BadArchive,
+    /// An image member whose header cannot be read.
+    UnreadableImage,
 }
 
 impl RejectReason {
@@ -45,6 +51,8 @@ impl RejectReason {
             RejectReason::MalformedRecord => "malformed_record",
             RejectReason::DuplicateId => "duplicate_id",
             RejectReason::BadVector => "bad_vector",
+            RejectReason::BadArchive => "bad_archive",
+            RejectReason::UnreadableImage => "unreadable_image",
         }
     }
 }
@@ -210,6 +218,75 @@ fn read_source(source: &Source, role: Role, sink: &mut dyn FnMut(RawRow)) -> Res
         Format::Jsonl => table::read_jsonl(source, role, sink),
         Format::Csv => table::read_csv(source, role, sink),
         Format::Parquet => table::read_parquet(source, role, sink),
+        Format::Webdataset => webdataset::read(source, role, sink),
+    }
+}
+
+/// The files `source` reads: its path, or for webdataset every tar of its pattern and
+/// the parquet listing beside each that is read.
+pub fn source_files(source: &Source) -> Result<Vec<PathBuf>> {
+    if source.format != Format::Webdataset {
+        return Ok(vec![source.path.clone()]);
+    }
+    webdataset::files(source)
+}
+
+/// Whether the records of pair source `source` carry what `need` asks for, judged from
+/// the file's header, schema or first record (no more is read); why not when they
+/// do not.
+pub fn check_images(source: &Source, need: ImageNeed) -> Result<std::result::Result<(), String>> {
+    let columns = &source.columns;
+    let column = match need {
+        ImageNeed::Pixels => columns.image_path.as_deref(),
+        ImageNeed::Vectors => columns.image_vector.as_deref(),
+    };
+    let missing = |why: String| Ok(Err(why));
+    let Some(column) = column else {
+        let field = ["image_path", "image_vector"][usize::from(need == ImageNeed::Vectors)];
+        return missing(format!("columns.{field} is not set"));
+    };
+    let path = &source.path;
+    let present = match (source.format, need) {
+        (Format::Coco | Format::Webdataset, ImageNeed::Pixels) => true,
+        (Format::Coco | Format::Flickr8k, ImageNeed::Vectors) => false,
+        (Format::Webdataset, ImageNeed::Vectors) => true,
+        (Format::Flickr8k, ImageNeed::Pixels) => {
+            return match source.images_dir {
+                Some(_) => Ok(Ok(())),
+                None => missing("a Flickr8k source gives pixels only with images_dir".into()),
+            };
+        }
+        (Format::Jsonl, _) => {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let first = BufReader::new(file)
+                .lines()
+                .map_while(std::result::Result::ok)
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(&first)
+                .ok()
+                .and_then(|v| v.get(column).map(|v| !v.is_null()))
+                .unwrap_or(false)
+        }
+        (Format::Csv, _) => {
+            let mut reader =
+                csv::Reader::from_path(path).map_err(|e| Error::input(path, 1, e.to_string()))?;
+            let headers = reader
+                .headers()
+                .map_err(|e| Error::input(path, 1, e.to_string()))?;
+            headers.iter().any(|h| h.trim() == column)
+        }
+        (Format::Parquet, _) => {
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .map_err(|e| Error::input(path, 0, e.to_string()))?;
+            builder.schema().field_with_name(column).is_ok()
+        }
+    };
+    match present {
+        true => Ok(Ok(())),
+        false => missing(format!("its records have no {column:?} field")),
     }
 }
 
@@ -473,6 +550,7 @@ mod tests {
             images_dir: None,
             instances: None,
             columns: Columns::default(),
+            webdataset: None,
         }
     }
 

@@ -104,7 +104,7 @@ pub(super) fn json_scalar(v: &Value) -> std::result::Result<String, String> {
     }
 }
 
-fn json_vector(v: &Value) -> std::result::Result<Vec<f32>, String> {
+pub(super) fn json_vector(v: &Value) -> std::result::Result<Vec<f32>, String> {
     let items = v
         .as_array()
         .ok_or_else(|| format!("expected an array of numbers, found {}", json_kind(v)))?;
@@ -120,7 +120,7 @@ fn json_vector(v: &Value) -> std::result::Result<Vec<f32>, String> {
         .collect()
 }
 
-fn json_labels(v: &Value) -> std::result::Result<Vec<String>, String> {
+pub(super) fn json_labels(v: &Value) -> std::result::Result<Vec<String>, String> {
     let items = v
         .as_array()
         .ok_or_else(|| format!("expected an array of strings, found {}", json_kind(v)))?;
@@ -275,7 +275,7 @@ pub(super) fn read_parquet(
     Ok(())
 }
 
-fn arrow_scalar(array: &ArrayRef, i: usize) -> Field<String> {
+pub(super) fn arrow_scalar(array: &ArrayRef, i: usize) -> Field<String> {
     if array.is_null(i) {
         return None;
     }
@@ -303,7 +303,7 @@ fn list_item(array: &ArrayRef, i: usize) -> std::result::Result<ArrayRef, String
     }
 }
 
-fn arrow_vector(array: &ArrayRef, i: usize) -> Field<Vec<f32>> {
+pub(super) fn arrow_vector(array: &ArrayRef, i: usize) -> Field<Vec<f32>> {
     if array.is_null(i) {
         return None;
     }
@@ -330,7 +330,7 @@ fn arrow_vector(array: &ArrayRef, i: usize) -> Field<Vec<f32>> {
     })
 }
 
-fn arrow_labels(array: &ArrayRef, i: usize) -> Field<Vec<String>> {
+pub(super) fn arrow_labels(array: &ArrayRef, i: usize) -> Field<Vec<String>> {
     if array.is_null(i) {
         return None;
     }

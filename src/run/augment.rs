@@ -16,7 +16,7 @@ use crate::core::fs::{sha256_file, write_atomic};
 use crate::core::progress::progress_bar;
 use crate::core::record::Corpus;
 use crate::core::sample::{Augmented, Stats};
-use crate::ingest::{check_reject_share, ingest, IngestReport};
+use crate::ingest::{check_reject_share, ingest, source_files, IngestReport};
 use crate::stages::{Batch, BuildContext, Sequence, Stage};
 use crate::store::artifact::{IndexManifest, IndexPolicy};
 use crate::store::layout::{
@@ -245,7 +245,9 @@ fn fresh_manifest(pipeline: &Pipeline, corpus: &Corpus, report: &IngestReport) -
         ("text_corpus", &inputs.text_corpus),
     ] {
         for source in sources {
-            files.push(input_file(role, &source.path)?);
+            for file in source_files(source)? {
+                files.push(input_file(role, &file)?);
+            }
             if let Some(instances) = &source.instances {
                 files.push(input_file("instances", instances)?);
             }

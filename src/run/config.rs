@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::error::{Error, Result};
 use crate::core::fs::hex;
+use crate::ingest::check_images;
 use crate::ingest::config::{Format, IngestConfig, Inputs, Source};
+use crate::ingest::webdataset::expand_braces;
 use crate::stages::StageConfig;
 use crate::train::model::ImageTowerConfig;
 use crate::train::TrainConfig;
@@ -91,6 +93,15 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    fn sources(&self) -> impl Iterator<Item = &Source> {
+        let inputs = &self.inputs;
+        inputs
+            .pairs
+            .iter()
+            .chain(&inputs.image_corpus)
+            .chain(&inputs.text_corpus)
+    }
+
     fn sources_mut(&mut self) -> impl Iterator<Item = &mut Source> {
         let inputs = &mut self.inputs;
         inputs
@@ -130,6 +141,20 @@ impl Pipeline {
                 ));
             }
         }
+        for source in self.sources() {
+            let is_webdataset = source.format == Format::Webdataset;
+            if source.webdataset.is_some() && !is_webdataset {
+                return fail(format!(
+                    "{}: webdataset options need format = \"webdataset\"",
+                    source.path.display()
+                ));
+            }
+            if is_webdataset {
+                if let Err(why) = expand_braces(&source.path.to_string_lossy()) {
+                    return fail(why);
+                }
+            }
+        }
         for stage in &self.stages {
             stage
                 .spec()
@@ -140,6 +165,32 @@ impl Pipeline {
             train
                 .validate()
                 .map_err(|m| Error::config(origin, format!("train: {m}")))?;
+        }
+        Ok(())
+    }
+
+    /// Fails, before anything is ingested, when a stage needs images (pixels or vectors)
+    /// that a pair source's records do not carry; a caption-only run must ask for
+    /// none (`image_k = 0`).
+    pub fn check_image_inputs(&self, origin: &Path) -> Result<()> {
+        for stage in &self.stages {
+            let Some(need) = stage.spec().image_need() else {
+                continue;
+            };
+            for source in &self.inputs.pairs {
+                if let Err(why) = check_images(source, need)? {
+                    return Err(Error::config(
+                        origin,
+                        format!(
+                            "stage {} needs {}, but inputs.pairs {} gives none: {why} \
+                             (a caption-only run sets image_k = 0)",
+                            stage.name(),
+                            need.describe(),
+                            source.path.display()
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -19,6 +19,7 @@ use crate::core::error::Result;
 use crate::core::fault;
 use crate::core::record::Corpus;
 use crate::core::sample::{Augmented, Stats};
+use crate::embed::image::ImageNeed;
 use crate::store::artifact::IndexPolicy;
 
 pub mod caption_lm;
@@ -45,6 +46,12 @@ pub struct Batch<'a> {
 pub trait StageSpec {
     /// Checks the settings; the message names the field at fault.
     fn validate(&self) -> std::result::Result<(), String>;
+
+    /// What the stage reads of the pairs' images, if anything; checked against the
+    /// inputs before a run reads them.
+    fn image_need(&self) -> Option<ImageNeed> {
+        None
+    }
 
     /// The settings that are paths, resolved against the pipeline file's folder.
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {

@@ -72,6 +72,24 @@ impl Default for ImageEmbeddingConfig {
     }
 }
 
+/// What an image embedding reads of each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageNeed {
+    /// The image file (`image_path`).
+    Pixels,
+    /// A vector in the record (`image_vector`).
+    Vectors,
+}
+
+impl ImageNeed {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ImageNeed::Pixels => "pixels (an image_path per record)",
+            ImageNeed::Vectors => "precomputed vectors (an image_vector per record)",
+        }
+    }
+}
+
 /// An image as the records give it.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRef<'a> {
@@ -120,6 +138,14 @@ impl ImageEmbeddingConfig {
         }
     }
 
+    pub fn need(&self) -> ImageNeed {
+        match self {
+            ImageEmbeddingConfig::Precomputed { path: None } => ImageNeed::Vectors,
+            // A vector folder is matched to records by their image paths.
+            _ => ImageNeed::Pixels,
+        }
+    }
+
     pub(crate) fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         match self {
             ImageEmbeddingConfig::Precomputed { path: Some(p) } => vec![p],
@@ -136,13 +162,13 @@ pub struct Rgb {
     pub data: Vec<u8>,
 }
 
-/// Decodes a PNG or JPEG file (format from its content) to RGB.
+/// Decodes a PNG or JPEG file (format from its content) to RGB. The file may be a tar
+/// archive's member (see [`crate::core::tar`]).
 pub fn decode(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let bytes = crate::core::tar::read_path(path)?;
+    let decoded = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let decoded = reader
+        .map_err(|e| Error::io(path, e))?
         .decode()
         .map_err(|e| Error::input(path, 0, format!("unreadable image: {e}")))?
         .to_rgb8();
@@ -150,6 +176,21 @@ pub fn decode(path: &Path) -> Result<image::RgbImage> {
         return Err(Error::input(path, 0, "unreadable image: no pixels"));
     }
     Ok(decoded)
+}
+
+/// The width and height in an image's header, without decoding its pixels; `bytes` may
+/// be just the file's beginning. Why not, when the header is unreadable.
+pub fn probe_dimensions(bytes: &[u8]) -> std::result::Result<(u32, u32), String> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not a PNG or JPEG image".into());
+    }
+    match reader.into_dimensions().map_err(|e| e.to_string())? {
+        (0, _) | (_, 0) => Err("no pixels".into()),
+        dimensions => Ok(dimensions),
+    }
 }
 
 /// [`decode`] into a plain pixel buffer.

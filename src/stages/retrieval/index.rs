@@ -123,11 +123,12 @@ fn text_of(corpus: &Corpus, entry: TextEntry) -> &str {
     }
 }
 
-/// Both indexes, loaded.
+/// The indexes the stage asks for (none for a `k` of 0), loaded.
 pub struct Indexes {
     pub entries: Entries,
-    pub text: Opened<Hnsw>,
-    pub image: Opened<Hnsw>,
+    pub text: Option<Opened<Hnsw>>,
+    /// Absent with `image_k = 0`: a caption-only run needs no pixels.
+    pub image: Option<Opened<Hnsw>>,
 }
 
 /// Loads the indexes under `dir`, building whichever is missing or stale (an error
@@ -145,8 +146,12 @@ pub fn build_or_open(
         progress,
         policy,
     };
-    let text = text_index(config, corpus, &entries, &place)?;
-    let image = image_index(config, corpus, &entries, &place)?;
+    let text = (config.text_k > 0)
+        .then(|| text_index(config, corpus, &entries, &place))
+        .transpose()?;
+    let image = (config.image_k > 0)
+        .then(|| image_index(config, corpus, &entries, &place))
+        .transpose()?;
     Ok(Indexes {
         entries,
         text,

@@ -16,7 +16,7 @@ use self::index::{Entries, ImageEntry, Indexes, TextEntry};
 use crate::core::error::Result;
 use crate::core::record::{dense_ids, Corpus};
 use crate::core::sample::Item;
-use crate::embed::image::ImageEmbeddingConfig;
+use crate::embed::image::{ImageEmbeddingConfig, ImageNeed};
 use crate::index::hnsw::{Hit, Hnsw, HnswParams};
 use crate::stages::{boxed, Batch, BuildContext, IndexRun, Stage, StageSpec};
 use crate::store::artifact::IndexPolicy;
@@ -72,6 +72,10 @@ impl StageSpec for RetrievalConfig {
         Ok(())
     }
 
+    fn image_need(&self) -> Option<ImageNeed> {
+        (self.image_k > 0).then(|| self.image_embeddings.need())
+    }
+
     fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
         let mut paths = vec![&mut self.text_encoder];
         paths.extend(self.image_embeddings.paths_mut());
@@ -87,6 +91,10 @@ impl StageSpec for RetrievalConfig {
             index::build_or_open(self, corpus, run.dir, run.progress, IndexPolicy::Build)?;
         let mut lines = Vec::new();
         for (name, opened) in [("text", &indexes.text), ("image", &indexes.image)] {
+            let Some(opened) = opened else {
+                lines.push(format!("{name} index: none ({name}_k = 0)"));
+                continue;
+            };
             let details = &opened.record.details;
             lines.push(format!(
                 "{name} index: {} vectors of {} ({}), {}",
@@ -99,12 +107,12 @@ impl StageSpec for RetrievalConfig {
                 opened.status()
             ));
         }
-        if run.summarize {
-            let k = self.image_k.max(1);
+        if let (true, Some(image)) = (run.summarize, &indexes.image) {
+            let k = self.image_k;
             let overlap = object_overlap(
                 &indexes.entries,
                 corpus,
-                &indexes.image.value,
+                &image.value,
                 k,
                 self.ef,
                 run.seed,
@@ -188,16 +196,13 @@ impl RetrievalStage {
         for (&image, &node) in entries.image_of_pair.iter().zip(&entries.text_of_pair) {
             caption_nodes[image as usize].push(node);
         }
-        let image_keys = dense_ids((0..indexes.image.value.len() as u32).map(|n| {
-            let bits: Vec<u32> = indexes
-                .image
-                .value
-                .vector(n)
-                .iter()
-                .map(|x| x.to_bits())
-                .collect();
-            bits
-        }));
+        let image_keys = match &indexes.image {
+            Some(image) => dense_ids((0..image.value.len() as u32).map(|n| {
+                let bits: Vec<u32> = image.value.vector(n).iter().map(|x| x.to_bits()).collect();
+                bits
+            })),
+            None => Vec::new(),
+        };
         Ok(RetrievalStage {
             labels: label_sets(&indexes.entries, corpus),
             config,
@@ -210,11 +215,14 @@ impl RetrievalStage {
     /// Text neighbours of pair `row`: none of its image's captions (nor a duplicate of
     /// one: duplicates share a node), each text once.
     fn text_neighbours(&self, corpus: &Corpus, row: usize) -> Result<Vec<Item>> {
+        let Some(index) = &self.indexes.text else {
+            return Ok(Vec::new());
+        };
         let entries = &self.indexes.entries;
         let own = &self.caption_nodes[entries.image_of_pair[row] as usize];
         let keep = |id: u32| !own.contains(&id);
         let hits = self.search_distinct(
-            &self.indexes.text.value,
+            &index.value,
             entries.text_of_pair[row],
             self.config.text_k,
             &keep,
@@ -243,6 +251,9 @@ impl RetrievalStage {
     /// Image neighbours of pair `row`: not its own image nor a duplicate of it or of
     /// each other, and with enough object overlap when that is asked for.
     fn image_neighbours(&self, corpus: &Corpus, row: usize) -> Result<Vec<Item>> {
+        let Some(index) = &self.indexes.image else {
+            return Ok(Vec::new());
+        };
         let entries = &self.indexes.entries;
         let own = entries.image_of_pair[row];
         let own_key = self.image_keys[own as usize];
@@ -258,7 +269,7 @@ impl RetrievalStage {
                 }
         };
         let hits = self.search_distinct(
-            &self.indexes.image.value,
+            &index.value,
             own,
             self.config.image_k,
             &keep,
@@ -301,9 +312,6 @@ impl RetrievalStage {
         keep: &(dyn Fn(u32) -> bool + Sync),
         keys: Option<&[u32]>,
     ) -> Result<Vec<Hit>> {
-        if k == 0 {
-            return Ok(Vec::new());
-        }
         let query = index.vector(node).to_vec();
         let mut want = k;
         loop {
