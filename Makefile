@@ -74,13 +74,18 @@ augment: build $(SYNTH)/scenes.jsonl models apt-deps
 index: build $(SYNTH)/scenes.jsonl models
 	$(CMCL) index --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
 
-# The bundled trainer on the pipeline's shards, twice: (a) in-batch negatives only and
-# (b) with cmcl's samples; then both evaluated on the held-out images in one table.
-# Re-running resumes finished runs (nothing to do) and killed ones.
+# The bundled trainer on the pipeline's shards, three times: (a) a text tower trained
+# from scratch with in-batch negatives only, (b) the pipeline's (pretrained) text tower
+# with cmcl's samples, (c) that tower with in-batch negatives only; then all three
+# evaluated on the held-out images in one table. (c) against (a) is what pretrained text
+# brings, (b) against (c) what the samples bring. Re-running resumes finished runs
+# (nothing to do) and killed ones.
 train: augment
-	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --without hard-negatives
+	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --scratch-text --without hard-negatives
 	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT))
-	$(CMCL) eval --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --runs without-hard-negatives --runs cmcl
+	$(CMCL) train --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) --without hard-negatives
+	$(CMCL) eval --pipeline $(PIPELINE) $(if $(OUT),--out $(OUT)) \
+		--runs scratch-text-without-hard-negatives --runs cmcl --runs without-hard-negatives
 
 # A static HTML report of the pipeline's run (summary, plots, a filterable sample).
 report: augment

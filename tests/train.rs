@@ -14,18 +14,70 @@ use common::*;
 const TRAIN: &str = r#"
 [train]
 seed = 3
-model = { embed_dim = 8, image = { type = "cnn", size = 16, channels = [4, 8], grid = 2 }, text = { dim = 16, layers = 1, heads = 2, max_len = 16 } }
+model = { embed_dim = 8, image = { type = "cnn", size = 16, channels = [4, 8], grid = 2 }, text = { type = "scratch", dim = 16, layers = 1, heads = 2, max_len = 16 } }
 optim = { epochs = 2, batch_size = 16, warmup_steps = 2 }
 data = { validation_fraction = 0.25 }
 "#;
 
 fn pipeline(dir: &Path) -> PathBuf {
+    pipeline_with(dir, TRAIN)
+}
+
+/// The synthetic pipeline with this `[train]` table.
+fn pipeline_with(dir: &Path, train: &str) -> PathBuf {
     synth(dir, 24);
     // Tables after [output], so the [train] table goes at the end of the file.
     let path = synth_pipeline_with(dir, "[[stages]]\ntype = \"tfidf\"\nk = 2", 40, "");
-    let text = std::fs::read_to_string(&path).unwrap() + TRAIN;
+    let text = std::fs::read_to_string(&path).unwrap() + train;
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// A MiniLM-initialised text tower whose top layer and one head block train, with its
+/// token states cached: a resumed run still ends with the same weights, and a second
+/// run reads the cache instead of computing the states again.
+#[test]
+fn a_pretrained_text_tower_resumes_to_the_same_weights_from_its_cached_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    let train_table = format!(
+        "[train]\nseed = 3\n\
+         model = {{ embed_dim = 8, image = {{ type = \"cnn\", size = 16, channels = [4, 8], grid = 2 }}, \
+         text = {{ type = \"pretrained\", model = \"{}\", train_layers = 1, head_layers = 1, heads = 2 }} }}\n\
+         optim = {{ epochs = 2, batch_size = 16, warmup_steps = 2 }}\n",
+        minilm.display()
+    );
+    let pipeline = pipeline_with(dir.path(), &train_table);
+    let out = dir.path().join("out");
+    let augmented = run_augment(&pipeline, &out, &[]);
+    assert!(augmented.status.success(), "{}", stderr(&augmented));
+
+    let whole = train(&pipeline, &out, &["--name", "whole"]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    let cache: Vec<PathBuf> = std::fs::read_dir(out.join("train/token-states"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // Layer 5 of 6: the top layer trains.
+    assert!(
+        cache.len() == 1 && cache[0].to_string_lossy().ends_with("-l5.bin"),
+        "{cache:?}"
+    );
+    let cached = std::fs::metadata(&cache[0]).unwrap().modified().unwrap();
+
+    let first = train(&pipeline, &out, &["--name", "split", "--stop-after", "1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    finish_and_compare(&pipeline, &out);
+    assert_eq!(
+        std::fs::metadata(&cache[0]).unwrap().modified().unwrap(),
+        cached,
+        "the second run computed states again"
+    );
+    let table = stdout(&eval(&pipeline, &out, &[]));
+    assert!(
+        table.contains("| whole | 2 |") && table.contains("| split | 2 |"),
+        "{table}"
+    );
 }
 
 fn train(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -37,6 +89,20 @@ fn eval(pipeline: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let result = run_pipeline("eval", pipeline, out, extra);
     assert!(result.status.success(), "{}", stderr(&result));
     result
+}
+
+/// Finishes run `split` (stopped after epoch 1) and checks that it ends with the
+/// weights and optimizer state of the uninterrupted run `whole`.
+fn finish_and_compare(pipeline: &Path, out: &Path) {
+    let rest = train(pipeline, out, &["--name", "split"]);
+    assert!(rest.status.success(), "{}", stderr(&rest));
+    for file in ["model.safetensors", "optimizer.safetensors"] {
+        assert!(
+            read(out.join("train/whole/epoch-0002").join(file))
+                == read(out.join("train/split/epoch-0002").join(file)),
+            "{file} differs between the resumed and the uninterrupted run"
+        );
+    }
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
@@ -58,15 +124,7 @@ fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
     let state: serde_json::Value =
         serde_json::from_slice(&read(out.join("train/split/state.json"))).unwrap();
     assert_eq!(state["epochs_done"], 1);
-    let rest = train(&pipeline, &out, &["--name", "split"]);
-    assert!(rest.status.success(), "{}", stderr(&rest));
-    for file in ["model.safetensors", "optimizer.safetensors"] {
-        assert!(
-            read(out.join("train/whole/epoch-0002").join(file))
-                == read(out.join("train/split/epoch-0002").join(file)),
-            "{file} differs between the resumed and the uninterrupted run"
-        );
-    }
+    finish_and_compare(&pipeline, &out);
     assert!(
         !out.join("train/split/epoch-0001").exists(),
         "old checkpoint kept"

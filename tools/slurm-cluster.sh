@@ -114,29 +114,30 @@ daemon_up() {
     return 1
 }
 
+# Waits up to $1 tenths of a second for the given pids to exit; false if some are left.
+wait_gone() {
+    local tenths=$1 pid i left
+    shift
+    for ((i = 0; i < tenths; i++)); do
+        left=0
+        for pid in "$@"; do
+            if alive "$pid"; then left=1; fi
+        done
+        [ "$left" = 0 ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # SIGTERM the given pids, wait up to $1 seconds, then SIGKILL what is left.
 kill_and_wait() {
-    local wait_s=$1 pid i left
+    local wait_s=$1
     shift
     [ $# -gt 0 ] || return 0
     kill -TERM "$@" 2>/dev/null || true
-    for ((i = 0; i < wait_s * 10; i++)); do
-        left=0
-        for pid in "$@"; do
-            if alive "$pid"; then left=1; fi
-        done
-        [ "$left" = 0 ] && return 0
-        sleep 0.1
-    done
+    wait_gone $((wait_s * 10)) "$@" && return 0
     kill -KILL "$@" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-        left=0
-        for pid in "$@"; do
-            if alive "$pid"; then left=1; fi
-        done
-        [ "$left" = 0 ] && return 0
-        sleep 0.1
-    done
+    wait_gone 20 "$@" || true
 }
 
 # What a cluster that lost its daemons leaves running: slurmstepd processes (they outlive

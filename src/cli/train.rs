@@ -7,6 +7,7 @@ use cmcl::core::fs::write_json_atomic;
 use cmcl::store::layout::TRAIN_DIR;
 use cmcl::train::data::Split;
 use cmcl::train::loss::Source;
+use cmcl::train::model::TextTowerConfig;
 use cmcl::train::{compare, train as train_run, TrainOptions};
 
 #[derive(clap::Args)]
@@ -16,6 +17,11 @@ pub struct TrainArgs {
     /// Switch a source of samples off (an ablation); repeatable.
     #[arg(long, value_enum)]
     without: Vec<Source>,
+    /// Train the text tower from scratch (a word vocabulary and a small transformer)
+    /// instead of the pipeline's: the ablation that separates what a pretrained text
+    /// tower brings from what the hard negatives bring.
+    #[arg(long)]
+    scratch_text: bool,
     /// Name of the run folder under OUT/train.
     #[arg(long)]
     name: Option<String>,
@@ -35,9 +41,16 @@ pub fn train(args: TrainArgs) -> anyhow::Result<()> {
         config.loss.without(*source);
         parts.extend(clap::ValueEnum::to_possible_value(source).map(|v| v.get_name().into()));
     }
-    let name = args.name.unwrap_or_else(|| match parts.is_empty() {
-        true => "cmcl".into(),
+    if args.scratch_text {
+        config.model.text = TextTowerConfig::default();
+    }
+    let ablation = match parts.is_empty() {
+        true => "cmcl".to_string(),
         false => format!("without-{}", parts.join("-")),
+    };
+    let name = args.name.unwrap_or_else(|| match args.scratch_text {
+        true => format!("scratch-text-{ablation}"),
+        false => ablation,
     });
     let options = TrainOptions {
         run_dir: out_dir.join(TRAIN_DIR).join(&name),

@@ -107,6 +107,16 @@ impl Bert {
     /// Hidden states `(batch, tokens, hidden)` of token ids `(batch, tokens)`, where `mask`
     /// (same shape, 1 for a token, 0 for padding) keeps attention off the padding.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.forward_layers(ids, mask, self.layers.len())
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The hidden states after the first `layers` layers (0: the embeddings), as
+    /// [`Bert::forward`] computes them.
+    pub fn forward_layers(&self, ids: &Tensor, mask: &Tensor, layers: usize) -> Result<Tensor> {
         let (batch, tokens) = ids.dims2()?;
         let positions = Tensor::arange(0u32, tokens as u32, ids.device())?;
         let types = Tensor::zeros(1, candle_core::DType::U32, ids.device())?;
@@ -119,7 +129,7 @@ impl Bert {
         // 0 where a token is, a large negative number where padding is: softmax then
         // gives padding no weight.
         let bias = ((mask.to_dtype(x.dtype())? - 1.0)? * 1e4)?.reshape((batch, 1, 1, tokens))?;
-        for layer in &self.layers {
+        for layer in self.layers.iter().take(layers) {
             x = layer.forward(&x, &bias, self.heads)?;
         }
         Ok(x)

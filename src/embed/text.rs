@@ -109,38 +109,83 @@ impl TextEncoder {
 
     /// One L2-normalised embedding per text, in input order.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.batched(texts, &|batch| {
+            let (ids, mask) = self.ids_and_mask(batch)?;
+            let hidden = self.model.forward(&ids, &mask)?;
+            // Mean over real tokens only: padding must not move the sentence vector.
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            let mean = summed.broadcast_div(&counts)?;
+            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+            mean.broadcast_div(&norm)?.to_vec2::<f32>()
+        })
+    }
+
+    /// Per text, its token states after the first `layers` layers: `(tokens, values)`
+    /// with `values` row-major `tokens x dim`, every token of the tokenizer's encoding
+    /// (`[CLS]` and `[SEP]` included), in input order.
+    pub fn token_states(&self, texts: &[&str], layers: usize) -> Result<Vec<(usize, Vec<f32>)>> {
+        self.batched(texts, &|batch| {
+            let (ids, mask) = self.ids_and_mask(batch)?;
+            let hidden = self.model.forward_layers(&ids, &mask, layers)?;
+            batch
+                .iter()
+                .enumerate()
+                .map(|(row, encoding)| {
+                    let tokens = encoding.get_ids().len();
+                    let states = hidden.get(row)?.narrow(0, 0, tokens)?;
+                    Ok((tokens, states.flatten_all()?.to_vec1::<f32>()?))
+                })
+                .collect()
+        })
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.model.num_layers()
+    }
+
+    /// Runs `forward` on length-sorted batches of the texts' encodings and gives its
+    /// results back in input order. On CPU, one batch per thread of the pool (see
+    /// `kernels_single_threaded`); a GPU takes the batches one after another.
+    fn batched<T: Send + Default + Clone>(
+        &self,
+        texts: &[&str],
+        forward: &(dyn Fn(&[&tokenizers::Encoding]) -> candle_core::Result<Vec<T>> + Sync),
+    ) -> Result<Vec<T>> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::model(&self.dir, e))?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| (encodings[i].get_ids().len(), i));
-        // On CPU, one batch per thread of the pool (see `kernels_single_threaded`); a
-        // GPU takes the batches one after another.
         let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
-        let forward =
-            |chunk: &&[usize]| self.forward(chunk.iter().map(|&i| &encodings[i]).collect());
-        let vectors: Vec<Vec<Vec<f32>>> = match self.device.is_cpu() {
+        let run = |chunk: &&[usize]| {
+            let batch: Vec<&tokenizers::Encoding> = chunk.iter().map(|&i| &encodings[i]).collect();
+            forward(&batch)
+        };
+        let results: Vec<Vec<T>> = match self.device.is_cpu() {
             true => chunks
                 .par_iter()
-                .map(forward)
+                .map(run)
                 .collect::<candle_core::Result<_>>(),
-            false => chunks
-                .iter()
-                .map(forward)
-                .collect::<candle_core::Result<_>>(),
+            false => chunks.iter().map(run).collect::<candle_core::Result<_>>(),
         }
         .map_err(|e| Error::model(&self.dir, e))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (chunk, vectors) in chunks.iter().zip(vectors) {
-            for (&i, v) in chunk.iter().zip(vectors) {
-                out[i] = v;
+        let mut out = vec![T::default(); texts.len()];
+        for (chunk, results) in chunks.iter().zip(results) {
+            for (&i, result) in chunk.iter().zip(results) {
+                out[i] = result;
             }
         }
         Ok(out)
     }
 
-    fn forward(&self, batch: Vec<&tokenizers::Encoding>) -> candle_core::Result<Vec<Vec<f32>>> {
+    /// Token ids and attention mask of a batch, padded to its longest encoding.
+    fn ids_and_mask(
+        &self,
+        batch: &[&tokenizers::Encoding],
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let len = batch
             .iter()
             .map(|e| e.get_ids().len())
@@ -151,7 +196,7 @@ impl TextEncoder {
             Vec::with_capacity(batch.len() * len),
             Vec::with_capacity(batch.len() * len),
         );
-        for encoding in &batch {
+        for encoding in batch {
             let n = encoding.get_ids().len();
             ids.extend(
                 encoding
@@ -163,16 +208,10 @@ impl TextEncoder {
             mask.extend(std::iter::repeat_n(1u32, n).chain(std::iter::repeat_n(0, len - n)));
         }
         let shape = (batch.len(), len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let hidden = self.model.forward(&ids, &mask)?;
-        // Mean over real tokens only: padding must not move the sentence vector.
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-        mean.broadcast_div(&norm)?.to_vec2::<f32>()
+        Ok((
+            Tensor::from_vec(ids, shape, &self.device)?,
+            Tensor::from_vec(mask, shape, &self.device)?,
+        ))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::ingest::check_images;
 use crate::ingest::config::{Format, IngestConfig, Inputs, Source};
 use crate::ingest::webdataset::expand_braces;
 use crate::stages::StageConfig;
-use crate::train::model::ImageTowerConfig;
+use crate::train::model::{ImageTowerConfig, TextTowerConfig};
 use crate::train::TrainConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +87,9 @@ impl Pipeline {
                 for path in embeddings.paths_mut() {
                     *path = resolve(path, base, origin)?;
                 }
+            }
+            if let TextTowerConfig::Pretrained(text) = &mut train.model.text {
+                text.model = resolve(&text.model, base, origin)?;
             }
         }
         pipeline.validate(origin)?;

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 mod plot;
+pub mod states;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,9 @@ use crate::core::sample::Augmented;
 use data::{ImageLoader, ImageSource, Shuffled, Vocab};
 use eval::EvalReport;
 use loss::LossConfig;
-use model::{DualEncoder, ImageTowerConfig, ModelConfig};
+use model::{DualEncoder, ImageTowerConfig, ModelConfig, TextInput, TextTowerConfig};
 use optim::{AdamW, OptimConfig};
+use states::TokenStates;
 
 /// The `[train]` table of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,10 +115,47 @@ pub struct RunState {
     pub checkpoint: String,
 }
 
-/// A model with its vocabulary and image loader: what training and evaluation share.
+/// What the text tower reads texts through.
+pub enum TextSource {
+    /// The scratch tower's word vocabulary.
+    Vocab(Vocab),
+    /// A pretrained tower's cached token states (with the encoder, for texts not cached).
+    States(Box<TokenStates>),
+}
+
+impl TextSource {
+    /// The source `config`'s text tower needs: `words` as its vocabulary, or the token
+    /// states cached in `cache_dir`.
+    pub fn open(config: &ModelConfig, words: Vec<String>, cache_dir: &Path) -> Result<TextSource> {
+        Ok(match &config.text {
+            TextTowerConfig::Scratch(_) => TextSource::Vocab(Vocab::from_words(words)),
+            TextTowerConfig::Pretrained(t) => {
+                let layers = model::BertShape::read(&t.model)
+                    .map_err(|m| Error::model(&t.model, m))?
+                    .layers;
+                let frozen = layers.saturating_sub(t.train_layers);
+                TextSource::States(Box::new(TokenStates::open(&t.model, frozen, cache_dir)?))
+            }
+        })
+    }
+
+    fn vocab_size(&self) -> usize {
+        match self {
+            TextSource::Vocab(vocab) => vocab.len(),
+            TextSource::States(_) => 0,
+        }
+    }
+}
+
+/// Where the pretrained text towers of a run folder's trainings cache token states.
+pub fn states_cache(train_dir: &Path) -> PathBuf {
+    train_dir.join("token-states")
+}
+
+/// A model with its text source and image loader: what training and evaluation share.
 pub struct Trainer {
     pub config: TrainConfig,
-    pub vocab: Vocab,
+    pub text: TextSource,
     pub model: DualEncoder,
     pub varmap: VarMap,
     loader: ImageLoader,
@@ -128,15 +167,16 @@ fn model_error(path: &Path, e: candle_core::Error) -> Error {
 }
 
 impl Trainer {
-    /// A freshly initialised model (weights drawn from the seed).
-    pub fn new(config: TrainConfig, vocab: Vocab, image_dim: usize) -> Result<Trainer> {
+    /// A freshly initialised model (weights drawn from the seed; a pretrained text
+    /// tower's from its checkpoint).
+    pub fn new(config: TrainConfig, text: TextSource, image_dim: usize) -> Result<Trainer> {
         let loader = ImageLoader::new(image_source(&config.model.image)?);
-        Trainer::with_loader(config, vocab, image_dim, loader)
+        Trainer::with_loader(config, text, image_dim, loader)
     }
 
     fn with_loader(
         config: TrainConfig,
-        vocab: Vocab,
+        text: TextSource,
         image_dim: usize,
         loader: ImageLoader,
     ) -> Result<Trainer> {
@@ -144,12 +184,15 @@ impl Trainer {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
         let here = Path::new("<model>");
-        let model = DualEncoder::new(&config.model, vocab.len(), image_dim, vb)
+        let model = DualEncoder::new(&config.model, text.vocab_size(), image_dim, vb)
             .map_err(|e| model_error(here, e))?;
         model::seeded_init(&varmap, config.seed).map_err(|e| model_error(here, e))?;
+        if let TextTowerConfig::Pretrained(t) = &config.model.text {
+            model::pretrained_init(&varmap, &t.model).map_err(|e| model_error(&t.model, e))?;
+        }
         Ok(Trainer {
             config,
-            vocab,
+            text,
             model,
             varmap,
             loader,
@@ -161,11 +204,9 @@ impl Trainer {
     pub fn load(run_dir: &Path) -> Result<(Trainer, RunConfig, RunState)> {
         let run: RunConfig = read_json(&run_dir.join("config.json"))?;
         let state: RunState = read_json(&run_dir.join("state.json"))?;
-        let mut trainer = Trainer::new(
-            run.train.clone(),
-            Vocab::from_words(run.vocab.clone()),
-            run.image_dim,
-        )?;
+        let cache = states_cache(run_dir.parent().unwrap_or(Path::new(".")));
+        let text = TextSource::open(&run.train.model, run.vocab.clone(), &cache)?;
+        let mut trainer = Trainer::new(run.train.clone(), text, run.image_dim)?;
         let weights = run_dir.join(&state.checkpoint).join("model.safetensors");
         trainer
             .varmap
@@ -202,13 +243,17 @@ impl Trainer {
             .map_err(|e| model_error(Path::new("<images>"), e))
     }
 
-    /// Token ids and mask, padded to the longest text.
-    fn tokens(&self, texts: &[&str]) -> Result<(Tensor, Tensor)> {
-        let max_len = self.config.model.text.max_len;
-        let encoded: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| self.vocab.encode(t, max_len))
-            .collect();
+    /// What the text tower reads of `texts`, padded to the longest.
+    fn text_input(&self, texts: &[&str]) -> Result<TextInput> {
+        let max_len = self.config.model.text.max_len();
+        let vocab = match &self.text {
+            TextSource::Vocab(vocab) => vocab,
+            TextSource::States(states) => {
+                let (states, mask) = states.batch(texts, max_len, &self.device)?;
+                return Ok(TextInput::States { states, mask });
+            }
+        };
+        let encoded: Vec<Vec<u32>> = texts.iter().map(|t| vocab.encode(t, max_len)).collect();
         let len = encoded.iter().map(Vec::len).max().unwrap_or(1);
         let mut ids = vec![data::PAD; texts.len() * len];
         let mut mask = vec![0f32; texts.len() * len];
@@ -217,10 +262,10 @@ impl Trainer {
             mask[row * len..row * len + tokens.len()].fill(1.0);
         }
         let err = |e| model_error(Path::new("<texts>"), e);
-        Ok((
-            Tensor::from_vec(ids, (texts.len(), len), &self.device).map_err(err)?,
-            Tensor::from_vec(mask, (texts.len(), len), &self.device).map_err(err)?,
-        ))
+        Ok(TextInput::Ids {
+            ids: Tensor::from_vec(ids, (texts.len(), len), &self.device).map_err(err)?,
+            mask: Tensor::from_vec(mask, (texts.len(), len), &self.device).map_err(err)?,
+        })
     }
 
     pub fn embed_images(&self, pairs: &[&Pair]) -> Result<Vec<Vec<f32>>> {
@@ -239,10 +284,10 @@ impl Trainer {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, mask) = self.tokens(texts)?;
+        let input = self.text_input(texts)?;
         let err = |e| model_error(Path::new("<texts>"), e);
         self.model
-            .embed_texts(&ids, &mask)
+            .embed_texts(&input)
             .and_then(|t| t.to_vec2::<f32>())
             .map_err(err)
     }
@@ -253,14 +298,14 @@ impl Trainer {
         let pairs: Vec<&Pair> = rows.iter().map(|(p, _)| p).collect();
         let images = self.images(&pairs)?;
         let texts: Vec<&str> = targets.texts.iter().map(String::as_str).collect();
-        let (ids, mask) = self.tokens(&texts)?;
+        let input = self.text_input(&texts)?;
         let (n, t) = (rows.len(), texts.len());
         let run = || -> candle_core::Result<Tensor> {
             let weights = Tensor::from_vec(targets.text_weights, (n, t), &self.device)?;
             let same = Tensor::from_vec(targets.same_image, (n, n), &self.device)?;
             loss::cmcl_loss(
                 &self.model.embed_images(&images)?,
-                &self.model.embed_texts(&ids, &mask)?,
+                &self.model.embed_texts(&input)?,
                 &weights,
                 &same,
                 &self.model.scale()?,
@@ -357,11 +402,15 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
+        let min_count = match &config.model.text {
+            TextTowerConfig::Scratch(t) => t.min_count,
+            TextTowerConfig::Pretrained(_) => usize::MAX,
+        };
         let (vocab, train_rows, probe) = Vocab::build(
             &files,
             config.seed,
             config.data.validation_fraction,
-            config.model.text.min_count,
+            min_count,
         )?;
         let probe = probe.ok_or_else(|| Error::Input {
             path: options.shards.clone(),
@@ -371,14 +420,23 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
         // One loader (an image model may sit behind it) both probes the width and serves.
         let loader = ImageLoader::new(image_source(&config.model.image)?);
         let image_dim = loader.width(&probe)?;
+        let words = match &config.model.text {
+            TextTowerConfig::Scratch(_) => vocab.words,
+            TextTowerConfig::Pretrained(_) => Vec::new(),
+        };
         let run = RunConfig {
             train: config.clone(),
-            vocab: vocab.words.clone(),
+            vocab: words.clone(),
             image_dim,
             train_rows,
         };
         write_json_atomic(&dir.join("config.json"), &run)?;
-        let trainer = Trainer::with_loader(config.clone(), vocab, image_dim, loader)?;
+        let cache = states_cache(dir.parent().unwrap_or(Path::new(".")));
+        let text = TextSource::open(&config.model, words, &cache)?;
+        if let TextSource::States(states) = &text {
+            cache_all_texts(states, &files, options.progress)?;
+        }
+        let trainer = Trainer::with_loader(config.clone(), text, image_dim, loader)?;
         let optimizer = new_optimizer(&trainer)?;
         let state = RunState {
             epochs_done: 0,
@@ -471,6 +529,26 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
         last = Some(metrics);
     }
     Ok(last)
+}
+
+/// Computes the token states of every text of the shards (both splits) that the cache
+/// lacks: captions and the texts of their items.
+fn cache_all_texts(states: &TokenStates, files: &[PathBuf], progress: bool) -> Result<()> {
+    let mut texts: Vec<String> = Vec::new();
+    for file in files {
+        for (pair, aug) in crate::store::shard::read_pairs(file)? {
+            texts.push(pair.caption);
+            let items = aug
+                .positives
+                .into_iter()
+                .chain(aug.negatives)
+                .chain(aug.neighbours);
+            texts.extend(items.filter_map(|i| i.text));
+        }
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    states.ensure(&refs, progress)?;
+    Ok(())
 }
 
 fn new_optimizer(trainer: &Trainer) -> Result<AdamW> {
@@ -666,18 +744,18 @@ mod tests {
             embeddings: crate::embed::image::ImageEmbeddingConfig::Precomputed { path: None },
             hidden: 16,
         };
-        config.model.text = model::TextTowerConfig {
+        config.model.text = TextTowerConfig::Scratch(model::ScratchTextConfig {
             dim: 16,
             layers: 1,
             heads: 2,
             max_len: 16,
             min_count: 1,
-        };
+        });
         config.model.embed_dim = 8;
         config
     }
 
-    fn vocab(rows: &[(Pair, Augmented)]) -> Vocab {
+    fn vocab(rows: &[(Pair, Augmented)]) -> TextSource {
         let mut counts = std::collections::BTreeMap::new();
         for (p, a) in rows {
             let texts = std::iter::once(p.caption.as_str())
@@ -686,7 +764,7 @@ mod tests {
                 *counts.entry(word).or_insert(0) += 1;
             }
         }
-        Vocab::from_counts(&counts, 1)
+        TextSource::Vocab(Vocab::from_counts(&counts, 1))
     }
 
     #[test]
@@ -708,5 +786,48 @@ mod tests {
             value(&Trainer::new(other_seed, vocab(&rows), 8).unwrap()),
             before
         );
+    }
+}
+
+#[cfg(test)]
+mod pretrained_tests {
+    use super::*;
+    use crate::embed::text::{cosine, TextEncoder};
+
+    /// Before training, a MiniLM-initialised tower gives MiniLM's own sentence vectors,
+    /// whichever of its layers train (the trainable layers are the checkpoint's, the
+    /// head blocks the identity, the pooling a mean, the projection the identity).
+    #[test]
+    fn an_untrained_pretrained_tower_reproduces_the_sentence_vectors() {
+        let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+        let texts = [
+            "a red cube to the left of a blue sphere",
+            "A man riding a horse on a beach.",
+            "two dogs",
+        ];
+        let expected = TextEncoder::load(&model).unwrap().encode(&texts).unwrap();
+        for train_layers in [0, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = TrainConfig::default();
+            config.model.image = ImageTowerConfig::Mlp {
+                embeddings: crate::embed::image::ImageEmbeddingConfig::Precomputed { path: None },
+                hidden: 8,
+            };
+            config.model.embed_dim = 384;
+            config.model.text = TextTowerConfig::Pretrained(model::PretrainedTextConfig {
+                model: model.clone(),
+                train_layers,
+                head_layers: 1,
+                heads: 6,
+                max_len: 32,
+            });
+            let text = TextSource::open(&config.model, Vec::new(), dir.path()).unwrap();
+            let trainer = Trainer::new(config, text, 8).unwrap();
+            let got = trainer.embed_texts(&texts).unwrap();
+            for (g, e) in got.iter().zip(&expected) {
+                let c = cosine(g, e);
+                assert!(c > 0.9999, "train_layers {train_layers}: cosine {c}");
+            }
+        }
     }
 }
