@@ -233,7 +233,7 @@ pub fn source_files(source: &Source) -> Result<Vec<PathBuf>> {
 
 /// Whether the records of pair source `source` carry what `need` asks for, judged from
 /// the file's header, schema or first record (no more is read); why not when they
-/// do not.
+/// do not. A file not there yet passes: reading it is ingest's to fail.
 pub fn check_images(source: &Source, need: ImageNeed) -> Result<std::result::Result<(), String>> {
     let columns = &source.columns;
     let column = match need {
@@ -246,6 +246,11 @@ pub fn check_images(source: &Source, need: ImageNeed) -> Result<std::result::Res
         return missing(format!("columns.{field} is not set"));
     };
     let path = &source.path;
+    let peeked = matches!(source.format, Format::Jsonl | Format::Csv | Format::Parquet);
+    if peeked && !path.exists() {
+        // Not there yet (generated later, as `make augment` does): ingest names it.
+        return Ok(Ok(()));
+    }
     let present = match (source.format, need) {
         (Format::Coco | Format::Webdataset, ImageNeed::Pixels) => true,
         (Format::Coco | Format::Flickr8k, ImageNeed::Vectors) => false,
