@@ -138,7 +138,9 @@ pub fn read_path(path: &Path) -> Result<Vec<u8>> {
     index.read(found, u64::MAX)
 }
 
-fn cached_index(archive: &Path) -> Result<Arc<TarIndex>> {
+/// The index of `archive`, scanned on first use and kept for the process: ingest and
+/// every image reader share one scan.
+pub fn cached_index(archive: &Path) -> Result<Arc<TarIndex>> {
     static INDEXES: OnceLock<Mutex<HashMap<PathBuf, Arc<TarIndex>>>> = OnceLock::new();
     let indexes = INDEXES.get_or_init(Default::default);
     let lock = || {

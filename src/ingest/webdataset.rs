@@ -21,7 +21,7 @@ use super::table::{
 };
 use super::{Field, RawRow, RejectReason, Role, NOT_UTF8};
 use crate::core::error::{Error, Result};
-use crate::core::tar::{member_path, Member, TarIndex};
+use crate::core::tar::{cached_index, member_path, Member, TarIndex};
 use crate::embed::image::probe_dimensions;
 use crate::ingest::config::{Source, WebdatasetOptions};
 
@@ -60,7 +60,7 @@ pub(super) fn files(source: &Source) -> Result<Vec<PathBuf>> {
 pub(super) fn read(source: &Source, role: Role, sink: &mut dyn FnMut(RawRow)) -> Result<()> {
     let options = source.webdataset.clone().unwrap_or_default();
     for tar in tars(source)? {
-        let index = TarIndex::scan(&tar)?;
+        let index = cached_index(&tar)?;
         if let Some(damage) = &index.damage {
             sink(RawRow::broken(
                 tar.display().to_string(),
@@ -269,14 +269,14 @@ fn json_object(
 /// The image's header is readable (from its first bytes, else from all of them).
 fn check_image(index: &TarIndex, member: &Member) -> std::result::Result<(), String> {
     let head = index.read(member, PROBE_BYTES).map_err(|e| e.to_string())?;
-    if probe_dimensions(&head).is_ok() {
-        return Ok(());
+    match probe_dimensions(&head) {
+        Ok(_) => Ok(()),
+        Err(why) if member.size <= PROBE_BYTES => Err(why),
+        Err(_) => {
+            let all = index.read(member, u64::MAX).map_err(|e| e.to_string())?;
+            probe_dimensions(&all).map(drop)
+        }
     }
-    if member.size <= PROBE_BYTES {
-        return probe_dimensions(&head).map(drop);
-    }
-    let all = index.read(member, u64::MAX).map_err(|e| e.to_string())?;
-    probe_dimensions(&all).map(drop)
 }
 
 /// What img2dataset's parquet says of one successful download.

@@ -147,9 +147,13 @@ impl TextSource {
     }
 }
 
-/// Where the pretrained text towers of a run folder's trainings cache token states.
-pub fn states_cache(train_dir: &Path) -> PathBuf {
-    train_dir.join("token-states")
+/// Where a training run in `run_dir` (`OUT/train/RUN`) caches token states: beside it,
+/// shared by the run folder's trainings.
+pub fn states_cache(run_dir: &Path) -> PathBuf {
+    run_dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("token-states")
 }
 
 /// A model with its text source and image loader: what training and evaluation share.
@@ -204,8 +208,7 @@ impl Trainer {
     pub fn load(run_dir: &Path) -> Result<(Trainer, RunConfig, RunState)> {
         let run: RunConfig = read_json(&run_dir.join("config.json"))?;
         let state: RunState = read_json(&run_dir.join("state.json"))?;
-        let cache = states_cache(run_dir.parent().unwrap_or(Path::new(".")));
-        let text = TextSource::open(&run.train.model, run.vocab.clone(), &cache)?;
+        let text = TextSource::open(&run.train.model, run.vocab.clone(), &states_cache(run_dir))?;
         let mut trainer = Trainer::new(run.train.clone(), text, run.image_dim)?;
         let weights = run_dir.join(&state.checkpoint).join("model.safetensors");
         trainer
@@ -431,8 +434,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
             train_rows,
         };
         write_json_atomic(&dir.join("config.json"), &run)?;
-        let cache = states_cache(dir.parent().unwrap_or(Path::new(".")));
-        let text = TextSource::open(&config.model, words, &cache)?;
+        let text = TextSource::open(&config.model, words, &states_cache(dir))?;
         if let TextSource::States(states) = &text {
             cache_all_texts(states, &files, options.progress)?;
         }

@@ -594,11 +594,15 @@ impl PretrainedTower {
 /// a mean (queries zero), and its projection the identity where it is square.
 pub fn pretrained_init(varmap: &VarMap, model: &std::path::Path) -> Result<()> {
     let weights = model.join("model.safetensors");
-    let checkpoint = candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)?;
     let vars = varmap
         .data()
         .lock()
         .map_err(|_| candle_core::Error::Msg("variable map lock poisoned".into()))?;
+    // With every encoder layer frozen nothing is read from the checkpoint.
+    let checkpoint = match vars.keys().any(|n| n.starts_with(BERT_PREFIX)) {
+        true => candle_core::safetensors::load(&weights, &candle_core::Device::Cpu)?,
+        false => std::collections::HashMap::new(),
+    };
     for (name, var) in vars.iter() {
         let zero = || var.set(&var.zeros_like()?);
         if let Some(own) = name.strip_prefix(BERT_PREFIX) {
