@@ -24,7 +24,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,8 @@ use crate::store::layout::index_dir;
 use crate::text::ngram::NgramModel;
 use crate::text::parse::lexicon::{canonical_spatial, AttributeKind, DEFAULT_WORDNET_DIR};
 use crate::text::parse::category::{
-    categories, category_of, sex, Categories, Sex, SCENE_POSITIONS, VAGUE_CATEGORIES,
+    categories, category_of, contrasting_people, sex, Categories, Sex, SCENE_POSITIONS,
+    VAGUE_CATEGORIES,
 };
 use crate::text::parse::facts::ImageFacts;
 use crate::text::parse::tagger::tokenize;
@@ -664,8 +665,18 @@ impl SceneGraphStage {
     /// Whether the corpus supports noun `x` (of category `category`) in every slot object
     /// `o` fills: subject or object of each of its relations (by lemma), bearer of each
     /// attribute (by lemma or category), and named beside every other object ("cucumber"
-    /// beside "turkey" never is).
-    fn plausible_object(&self, graph: &SceneGraph, o: usize, x: &str, category: &str) -> bool {
+    /// beside "turkey" never is). A person of another sex or age (`person_swap`) does what
+    /// the replaced one did, so relations back off to categories ("person drink milk"
+    /// backs "a girl drinking milk"), while attributes and what the person wears need the
+    /// new word's own support ("a bearded woman", "a man in a bikini" have none).
+    fn plausible_object(
+        &self,
+        graph: &SceneGraph,
+        o: usize,
+        x: &str,
+        category: &str,
+        person_swap: bool,
+    ) -> bool {
         let support = &self.support;
         let config = &self.config.support;
         let supported = |s: &str, p: &str, obj: &str, by_category: u32| {
@@ -680,32 +691,62 @@ impl SceneGraphStage {
                 continue;
             };
             // Relations by lemma only, as `check` counts them for a new object.
-            let ok = if r.subject == o {
-                supported(x, &r.predicate, other, 0)
+            let (s, obj) = if r.subject == o { (x, other.as_str()) } else { (other.as_str(), x) };
+            let backoff = if person_swap {
+                self.relation_backoff(s, &r.predicate, obj)
             } else {
-                supported(other, &r.predicate, x, 0)
+                0
             };
+            let ok = supported(s, &r.predicate, obj, backoff);
             if !ok {
                 return false;
             }
         }
         for a in graph.attributes.iter().filter(|a| a.object == o && a.kind != AttributeKind::Count) {
-            if !supported(x, "is", &a.value, support.by_category(category, "is", &a.value)) {
+            let backoff = match person_swap {
+                true => 0,
+                false => support.by_category(category, "is", &a.value),
+            };
+            if !supported(x, "is", &a.value, backoff) {
                 return false;
             }
         }
-        self.among_companions(graph, x, &graph.objects[o].name)
+        self.among_companions(graph, x, &graph.objects[o].name, person_swap)
+    }
+
+    /// Texts that state relation (`s`, `p`, `o`) with one object or both replaced by
+    /// its category: "animal stand on ground" for a panda bear, whose own lemma is rare.
+    fn relation_backoff(&self, s: &str, p: &str, o: &str) -> u32 {
+        let (cs, co) = (self.category(s), self.category(o));
+        let support = &self.support;
+        let mut n = 0;
+        if let Some(cs) = cs {
+            n = n.max(support.by_subject_category(cs, p, o));
+            if let Some(co) = co {
+                n = n.max(support.by_category(cs, p, co));
+            }
+        }
+        if let Some(co) = co {
+            n = n.max(support.by_object_category(s, p, co));
+        }
+        n
     }
 
     /// Whether `x` is named beside every other object of the caption (all but `replaced`
-    /// and scene positions) in some corpus text: a bathroom's tub and toilet keep a
-    /// kitchen out, though its sink and counter would let it in.
-    fn among_companions(&self, graph: &SceneGraph, x: &str, replaced: &str) -> bool {
+    /// and scene positions or quantities) in some corpus text: a bathroom's tub and toilet keep a
+    /// kitchen out, though its sink and counter would let it in. A person of another sex
+    /// or age (`person_swap`) goes where the replaced one went; only what people wear or
+    /// have on their bodies must be named beside the new word.
+    fn among_companions(&self, graph: &SceneGraph, x: &str, replaced: &str, person_swap: bool) -> bool {
         let others: Vec<&str> = graph
             .objects
             .iter()
             .map(|other| other.name.as_str())
             .filter(|name| *name != replaced && *name != x && !SCENE_POSITIONS.contains(name))
+            .filter(|name| !self.parser.lexicon().is_quantity_noun(name))
+            .filter(|name| {
+                !person_swap || matches!(self.category(name), Some("clothing" | "body part"))
+            })
             .collect();
         let known = others
             .iter()
@@ -735,7 +776,10 @@ impl SceneGraphStage {
             .iter()
             .filter(|o| self.category(&o.name) == Some("person"))
             .count();
-        let main = (0..graph.objects.len()).min_by_key(|&o| graph.objects[o].head.start);
+        // "A group of zebras": the main subject is the zebras, not the group.
+        let main = (0..graph.objects.len())
+            .filter(|&o| !lex.is_quantity_noun(&graph.objects[o].name))
+            .min_by_key(|&o| graph.objects[o].head.start);
         let mut order: Vec<usize> = (0..graph.objects.len()).collect();
         order.shuffle(rng);
         let mut out = Vec::new();
@@ -755,8 +799,20 @@ impl SceneGraphStage {
             if !unique_name(graph, o) || counted_singular {
                 continue;
             }
-            let Some(entry) = self.vocabulary.objects.get(&object.name) else {
-                continue;
+            // A compound ("calico cat", "panda bear") is replaced whole by a word of its
+            // head's kind, unless WordNet knows it as another kind ("teddy bear", a toy).
+            let head_word = object.name.rsplit(' ').next().unwrap_or(&object.name);
+            let entry = match self.vocabulary.objects.get(&object.name) {
+                Some(entry) => entry,
+                None => match self.vocabulary.objects.get(head_word) {
+                    Some(entry)
+                        if head_word != object.name
+                            && self.category(&object.name).is_none_or(|c| c == entry.category) =>
+                    {
+                        entry
+                    }
+                    _ => continue,
+                },
             };
             let is_person = entry.category == "person";
             if is_person && (pronouns.len() > 1 || (pronouns.len() == 1 && people > 1)) {
@@ -782,17 +838,30 @@ impl SceneGraphStage {
                 .collect();
             let words: Vec<String> = self
                 .draw(names, rng, |name| {
-                    !lex.wordnet().related(name, &object.name, Pos::Noun, 6)
-                        && !shares_stem(name, &object.name)
+                    // Another sex or age contradicts the caption, whatever paths WordNet's
+                    // rarer senses find between the words.
+                    let person_swap = is_person && contrasting_people(name, &object.name);
+                    let unrelated = |word: &str| {
+                        !lex.wordnet().related(name, word, Pos::Noun, 6) && !shares_stem(name, word)
+                    };
+                    (person_swap || (unrelated(&object.name) && unrelated(head_word)))
                         // "a tub, a toilet and a sink" -> "a tub, a bathtub": no second
                         // name for another object of the caption.
                         && !graph.objects.iter().any(|other| {
                             lex.wordnet().related(name, &other.name, Pos::Noun, 2)
                         })
                         && fits_pronouns(name)
-                        && self.plausible_object(graph, o, name, &entry.category)
+                        && self.plausible_object(graph, o, name, &entry.category, person_swap)
                 })
                 .iter()
+                // A word rarer than the one it replaces is kept only in proportion, so
+                // over a run each word is about as common among the negatives as among
+                // the captions: "woman", a third as common as "man" in COCO, would
+                // otherwise mark the negative for a text-only model.
+                .filter(|name| {
+                    let ratio = f64::from(self.vocabulary.objects[*name].count) / f64::from(entry.count);
+                    ratio >= 1.0 || rng.random::<f64>() < ratio
+                })
                 .filter_map(|name| {
                     let w = &self.vocabulary.objects[name];
                     if object.plural {
@@ -1048,6 +1117,19 @@ impl SceneGraphStage {
         if !intended {
             return Verdict::Misparsed;
         }
+        let before_names: BTreeSet<&str> = graph.objects.iter().map(|o| o.name.as_str()).collect();
+        // The new person of an edit to another sex or age ("man" -> "woman").
+        let swapped_person: Option<&str> = match edit.kind {
+            EditKind::ReplaceObject => after
+                .objects
+                .iter()
+                .map(|o| o.name.as_str())
+                .find(|new| {
+                    !before_names.contains(new)
+                        && before_names.iter().any(|old| contrasting_people(old, new))
+                }),
+            _ => None,
+        };
         for [s, p, o] in after_triples.difference(&before) {
             if p == "is" && o.chars().all(|c| c.is_ascii_digit()) {
                 continue;
@@ -1075,14 +1157,21 @@ impl SceneGraphStage {
                     self.support.by_category(cs, p, o)
                 }
                 _ if matches!(edit.kind, EditKind::SwapObjects | EditKind::SwapAttributes) => 0,
+                // See `plausible_object`: a new person's attributes by lemma only.
+                (_, "is") if swapped_person == Some(s.as_str()) => 0,
                 // A new object's relations too: "a horse next to a keyboard" is a person
                 // and a device by category, and absurd by lemma (a blind audit found a
                 // category back-off let in "sitting on top of a crow", "the window of a
-                // motorcycle").
-                (_, p) if p != "is" && edit.kind == EditKind::ReplaceObject => 0,
+                // motorcycle"). A person of another sex or age is the exception.
+                (_, p) if p != "is"
+                    && edit.kind == EditKind::ReplaceObject
+                    && swapped_person.is_none() =>
+                {
+                    0
+                }
                 (Some(cs), "is") => self.support.by_category(cs, p, o),
-                (Some(cs), _) => category(o).map_or(0, |co| self.support.by_category(cs, p, co)),
-                (None, _) => 0,
+                (None, "is") => 0,
+                _ => self.relation_backoff(s, p, o),
             };
             if self.support.triple(s, p, o) < self.config.support.min_count
                 && by_category < self.config.support.min_category_count
@@ -1091,12 +1180,11 @@ impl SceneGraphStage {
             }
         }
         if edit.kind == EditKind::ReplaceObject {
-            let before_names: BTreeSet<&str> = graph.objects.iter().map(|o| o.name.as_str()).collect();
             for new in after.objects.iter().filter(|o| !before_names.contains(o.name.as_str())) {
                 if self.facts.names(image, &new.name) {
                     return Verdict::TrueOfImage;
                 }
-                if !self.among_companions(&after, &new.name, &new.name) {
+                if !self.among_companions(&after, &new.name, &new.name, swapped_person.is_some()) {
                     return Verdict::Implausible;
                 }
             }
@@ -1699,7 +1787,11 @@ impl SceneGraphStage {
                     }
                     Some(text) => {
                         let delta = fluency.delta(&text);
-                        if delta < -self.config.fluency_margin {
+                        // Traded values keep every word and slot of the caption, so the
+                        // model's drop measures how typical the new pairs are, which the
+                        // support check already asks; the margin would cut most swaps
+                        // ("a pink shirt and blue tie" scores 0.8 below its caption).
+                        if delta < -self.config.fluency_margin && kind != EditKind::SwapAttributes {
                             outcome.rejected.push((Verdict::NotFluent, kind));
                         } else {
                             scored.push((edit, text, delta));
@@ -1710,14 +1802,19 @@ impl SceneGraphStage {
             scored.sort_by(|a, b| a.2.abs().total_cmp(&b.2.abs()).then_with(|| a.1.cmp(&b.1)));
             let mut verdicts: Vec<Option<Verdict>> = vec![None; scored.len()];
             let coin = mix(self.seed ^ BALANCE_STREAM, &pair.uid, kind) & 1 == 1;
+            // The model saw each caption it scores, so it rates a swap of the caption's own
+            // words below the original nearly always: balancing by it would only halve
+            // the swaps, and a swap's words cannot mark it.
+            let balanced = kind != EditKind::SwapAttributes;
             for picked in 0..self.config.per_kind {
                 let want_above = coin ^ (picked % 2 == 1);
                 let mut found = None;
                 'passes: for any_side in [false, true] {
                     for (i, (edit, text, delta)) in scored.iter().enumerate() {
                         let wanted_side = (*delta >= 0.0) == want_above;
-                        if (!any_side && !wanted_side)
-                            || (any_side && delta.abs() > self.config.balance_tolerance)
+                        if balanced
+                            && ((!any_side && !wanted_side)
+                                || (any_side && delta.abs() > self.config.balance_tolerance))
                         {
                             continue;
                         }
@@ -2181,6 +2278,124 @@ mod tests {
         assert!(negatives(&corpus, EditKind::SwapAttributes).is_empty());
     }
 
+    /// A blind audit found the margin cut most swaps ("a pink shirt and blue tie" scores
+    /// well below its caption under a model that saw it), and the balancing coin halved
+    /// the rest: a swap keeps every word, so neither guards anything the support check
+    /// does not.
+    #[test]
+    fn swap_attributes_needs_no_fluency_margin_or_balance() {
+        let captions = [
+            "Man wearing a blue shirt and a pink tie",
+            "a man in a pink shirt",
+            "a blue tie on a desk",
+        ];
+        let corpus = corpus(&captions);
+        let config = SceneGraphConfig {
+            kinds: vec![EditKind::SwapAttributes],
+            min_candidate_count: 1,
+            fluency_margin: 0.0,
+            balance_tolerance: 0.0,
+            ..SceneGraphConfig::default()
+        };
+        let (out, _) = augmented(&built(config, &corpus), &corpus, 0..1);
+        let got: Vec<_> = out[0].negatives.iter().filter_map(|n| n.text.clone()).collect();
+        assert_eq!(got, ["Man wearing a pink shirt and a blue tie"]);
+    }
+
+    /// "A man is riding a surfboard" -> "A woman is riding a surfboard", though no caption
+    /// has a woman on a surfboard, only a boy and a child: a person of another sex or age does what the
+    /// replaced one did. But a gentleman may be the man, and a bearded woman or a man in
+    /// a bikini is no plausible scene unless the corpus says so.
+    #[test]
+    fn replace_object_turns_a_person_to_another_sex_or_age() {
+        let captions = [
+            "A man is riding a surfboard on a lake.",
+            "a boy riding a surfboard",
+            "a child riding a surfboard",
+            "a woman on a beach",
+            "a woman with a dog",
+            "a woman walking in the park",
+            "a gentleman in a suit",
+            "a gentleman with a hat",
+        ];
+        let corpus = corpus(&captions);
+        let config = SceneGraphConfig {
+            kinds: vec![EditKind::ReplaceObject],
+            per_kind: 4,
+            min_candidate_count: 1,
+            fluency_margin: 100.0,
+            balance_tolerance: 100.0,
+            ..SceneGraphConfig::default()
+        };
+        let (out, _) = augmented(&built(config, &corpus), &corpus, 0..1);
+        let got: Vec<_> = out[0].negatives.iter().filter_map(|n| n.text.clone()).collect();
+        assert!(got.contains(&"A woman is riding a surfboard on a lake.".to_string()), "{got:?}");
+        assert!(got.iter().all(|n| !n.contains("gentleman")), "{got:?}");
+        let corpus = [
+            "a bearded man on a beach",
+            "a woman on a beach",
+            "a woman walking on a beach",
+            "a bearded man in a hat",
+        ];
+        assert!(!any_contains(&corpus, EditKind::ReplaceObject, "woman"));
+        let corpus = [
+            "a woman in a bikini on a beach",
+            "a man on a beach",
+            "a man walking on a beach",
+            "a man swimming in the sea",
+        ];
+        assert!(!any_contains(&corpus, EditKind::ReplaceObject, "man in a bikini"));
+    }
+
+    /// "A calico cat" is replaced whole by another animal, never by "a cat"; "a group of
+    /// zebras" has the zebras, not the group, as its main subject.
+    #[test]
+    fn replace_object_takes_compounds_whole_and_looks_past_quantities() {
+        let corpus = [
+            "a calico cat sitting on a couch",
+            "a dog sitting on a couch",
+            "a cat on a bed",
+            "a dog on a bed",
+        ];
+        let got = negatives(&corpus, EditKind::ReplaceObject);
+        assert_eq!(got, ["a dog sitting on a couch"]);
+        let corpus = [
+            "A group of zebras standing in a field",
+            "giraffes standing in a field",
+            "two giraffes standing in a field of grass",
+        ];
+        let got = negatives(&corpus, EditKind::ReplaceObject);
+        assert_eq!(got, ["A group of giraffes standing in a field"]);
+    }
+
+    /// A stand-in rarer than the word it replaces is kept only in proportion: "woman" for
+    /// "man" everywhere would let a text-only model spot the negative by the word alone.
+    #[test]
+    fn rarer_stand_ins_are_kept_in_proportion() {
+        let kinds = [
+            "brown", "white", "black", "grey", "small", "large", "tall", "old", "red", "blue",
+            "green", "yellow", "pink", "purple", "silver", "new", "rusty", "shiny", "dirty", "big",
+        ];
+        // (Not a horse or a dog: WordNet's chess knight and "you lucky dog" make either a
+        // second name for a man.)
+        let mut captions: Vec<String> = kinds.iter().map(|k| format!("a man riding a {k} bicycle")).collect();
+        captions.push("a woman riding a bicycle".into());
+        captions.push("a woman riding a bicycle on a beach".into());
+        let texts: Vec<&str> = captions.iter().map(String::as_str).collect();
+        let (stage, corpus) = stage(&texts, &[EditKind::ReplaceObject]);
+        let (out, _) = augmented(&stage, &corpus, 0..texts.len());
+        let turned = |rows: Range<usize>, word: &str| {
+            out[rows]
+                .iter()
+                .filter(|a| a.negatives.iter().any(|n| n.text.as_deref().is_some_and(|t| t.starts_with(word))))
+                .count()
+        };
+        // Every woman becomes a man; about one man in ten (the words' ratio) a woman.
+        assert_eq!(turned(20..22, "a man"), 2);
+        let women = turned(0..20, "a woman");
+        assert!(women <= 6, "{women} of 20");
+    }
+
     /// A negative another caption of the same image states is likely true of it.
     #[test]
     fn what_another_caption_of_the_image_says_is_no_negative() {
@@ -2230,6 +2445,8 @@ mod tests {
             "a man riding a horse on a beach",
             "a man riding a horse in a field",
             "a woman riding a horse in the snow",
+            "a woman on a beach",
+            "a woman with a dog",
         ];
         let corpus = corpus(&captions);
         let config = SceneGraphConfig {

@@ -1,7 +1,8 @@
 //! What the corpus says is plausible: how many distinct texts state each triple
 //! (subject-relation-object, object-attribute), the same with each object replaced by its
 //! category ("person sit on furniture"), so an unseen but ordinary triple ("girl sit on
-//! sofa") is still supported while "cattle walk down cowboy" is not, and how many texts
+//! sofa") is still supported while "cattle walk down cowboy" is not, with one side only
+//! replaced ("animal stand on ground", where the ground has no category), and how many texts
 //! name each two objects together (no caption puts a cucumber in a turkey's grass).
 //!
 //! Built once per corpus from the parsed texts and kept as `OUT/index/support.bin`, an
@@ -16,7 +17,7 @@ use crate::core::fs::write_bytes_atomic;
 use crate::text::parse::category::Categories;
 use crate::text::parse::SceneGraph;
 
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"CMCLSUPP";
 /// Separates the parts of a key: no caption word contains it.
 const SEP: char = '\u{1f}';
@@ -63,6 +64,12 @@ impl Support {
                     if let Some(o_side) = o_side {
                         keys.push(key(&["c", cs, &p, o_side]));
                     }
+                    if p != "is" {
+                        keys.push(key(&["l", cs, &p, &o]));
+                    }
+                }
+                if let Some(co) = co {
+                    keys.push(key(&["r", &s, &p, co]));
                 }
             }
             for (i, a) in graph.objects.iter().enumerate() {
@@ -147,6 +154,19 @@ impl Support {
             .unwrap_or(0)
     }
 
+    /// Texts that state a relation with the subject replaced by its category and the
+    /// object kept ("animal stand on ground"): places and other things of no category
+    /// still back off on the subject's side.
+    pub fn by_subject_category(&self, cs: &str, p: &str, o: &str) -> u32 {
+        self.counts.get(&key(&["l", cs, p, o])).copied().unwrap_or(0)
+    }
+
+    /// Texts that state a relation with the object replaced by its category and the
+    /// subject kept ("dog chase animal").
+    pub fn by_object_category(&self, s: &str, p: &str, co: &str) -> u32 {
+        self.counts.get(&key(&["r", s, p, co])).copied().unwrap_or(0)
+    }
+
     /// Texts that name both objects.
     pub fn together(&self, a: &str, b: &str) -> u32 {
         let (a, b) = if a <= b { (a, b) } else { (b, a) };
@@ -214,6 +234,9 @@ mod tests {
         let support = Support::build(&graphs, &categories(parser().lexicon(), &graphs));
         assert_eq!(support.triple("man", "ride", "horse"), 1);
         assert_eq!(support.by_category("person", "ride", "animal"), 3);
+        assert_eq!(support.by_subject_category("person", "ride", "horse"), 3);
+        assert_eq!(support.by_object_category("girl", "ride", "animal"), 1);
+        assert_eq!(support.by_object_category("girl", "on", "animal"), 0);
         assert_eq!(support.together("horse", "beach"), 1);
         assert_eq!(support.together("man", "beach"), 0);
         assert_eq!(support.subjects_of("ride", "horse"), ["girl", "man", "woman"]);

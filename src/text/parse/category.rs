@@ -221,6 +221,19 @@ pub fn opposite_sex(a: &str, b: &str) -> bool {
     matches!((sex(a), sex(b)), (Some(x), Some(y)) if x != y)
 }
 
+/// Grown-ups and children among the people nouns (singular lemmas).
+const ADULTS: &[&str] = &["man", "woman", "lady", "gentleman"];
+const CHILDREN: &[&str] = &["boy", "girl", "child", "baby"];
+
+/// Whether a photo cannot show one person as both: another sex ("man" and "woman") or
+/// another age ("man" and "boy"). "child" and "boy" can be one person, as can "man" and
+/// "gentleman", so these are no contrast.
+pub fn contrasting_people(a: &str, b: &str) -> bool {
+    let adult = |w: &str| ADULTS.contains(&w);
+    let young = |w: &str| CHILDREN.contains(&w);
+    opposite_sex(a, b) || (adult(a) && young(b)) || (young(a) && adult(b))
+}
+
 /// The visual category of a noun lemma from its senses, most frequent first: the first
 /// concrete sense under an anchor of [`OBJECT_CATEGORIES`] decides ("table" the
 /// furniture, not the tabular array), within the limits above. None when no sense
@@ -287,6 +300,35 @@ pub fn category_of(known: &Categories, lex: &Lexicon, name: &str) -> Option<&'st
 mod tests {
     use super::*;
     use crate::text::parse::tests::parser;
+
+    #[test]
+    fn people_contrast_by_sex_or_age_only() {
+        for (a, b) in [
+            ("man", "woman"),
+            ("boy", "girl"),
+            ("man", "boy"),
+            ("woman", "child"),
+            ("lady", "gentleman"),
+        ] {
+            assert!(
+                contrasting_people(a, b) && contrasting_people(b, a),
+                "{a} {b}"
+            );
+        }
+        for (a, b) in [
+            ("man", "gentleman"),
+            ("woman", "lady"),
+            ("child", "boy"),
+            ("baby", "girl"),
+            ("man", "person"),
+            ("dog", "cat"),
+        ] {
+            assert!(
+                !contrasting_people(a, b) && !contrasting_people(b, a),
+                "{a} {b}"
+            );
+        }
+    }
 
     #[test]
     fn categories_of_common_caption_nouns() {
