@@ -437,7 +437,15 @@ const ZERO_PLURALS: &[&str] = &[
 const PEOPLE: &[&str] = &["man", "woman", "boy", "girl", "lady", "gentleman", "baby", "child"];
 
 /// Categories whose colours nature sets: a blue horse or a purple banana is absurd.
-const NATURAL_CATEGORIES: &[&str] = &["person", "animal", "plant", "food", "body part"];
+const NATURAL_CATEGORIES: &[&str] = &[
+    "person",
+    "animal",
+    "plant",
+    "food",
+    "body part",
+    "geological formation",
+    "body of water",
+];
 
 /// Sizes and ages by pole: a replacement crosses to the other pole ("small" -> "large"),
 /// never along one ("large" -> "tall", "adult" -> "older").
@@ -620,7 +628,7 @@ impl SceneGraphStage {
                 }
                 EditKind::SwapObjects => swap_objects(&self.parser, caption, graph, &mut rng),
                 EditKind::SwapAttributes => {
-                    swap_attributes(self.parser.lexicon().wordnet(), caption, graph, &mut rng)
+                    swap_attributes(self.parser.lexicon(), &|name| self.category(name), caption, graph, &mut rng)
                 }
             };
             out.push((kind, edits));
@@ -953,7 +961,7 @@ impl SceneGraphStage {
             }
             let object = &graph.objects[attribute.object];
             if !unique_name(graph, attribute.object)
-                || !attribute_is_free(lex, caption, attribute, self.category(&object.name))
+                || !attribute_is_free(lex, caption, attribute, &object.name, self.category(&object.name))
             {
                 continue;
             }
@@ -1102,6 +1110,7 @@ impl SceneGraphStage {
     /// Parses the candidate `text` of `edit` on the pair's caption and says whether it is
     /// the intended graph, plausible, and not stated of the image by another caption.
     fn check(&self, edit: &Edit, text: &str, graph: &SceneGraph, image: u32) -> Verdict {
+        let lex = self.parser.lexicon();
         let after = self.parser.parse(text);
         let after_triples: BTreeSet<[String; 3]> = after.triples().into_iter().collect();
         let before: BTreeSet<[String; 3]> = graph.triples().into_iter().collect();
@@ -1159,14 +1168,20 @@ impl SceneGraphStage {
             // A role reversal, or two values traded, is plausible only where some text
             // states it: categories would let any person walk any animal (so the dog
             // could walk the man) and any animal be blue (so the horse could). Made
-            // things are another matter: a white truck and a red shirt may trade colours.
-            let made_colour = |cs: &str| {
-                !NATURAL_CATEGORIES.contains(&cs)
-                    && self.parser.lexicon().attribute_kind(o) == AttributeKind::Colour
+            // things are another matter: a white truck and a red shirt may trade colours,
+            // as may a yellow notebook and a black desk, though no caption has a yellow
+            // desk (a blind audit read these as valid).
+            let made_thing = match category(s) {
+                Some(cs) => !NATURAL_CATEGORIES.contains(&cs),
+                None => lex.wordnet().lexnames(s, Pos::Noun).first() == Some(&"noun.artifact"),
             };
             let by_category = match (category(s), p.as_str()) {
-                (Some(cs), "is") if edit.kind == EditKind::SwapAttributes && made_colour(cs) => {
-                    self.support.by_category(cs, p, o)
+                (_, "is")
+                    if edit.kind == EditKind::SwapAttributes
+                        && made_thing
+                        && lex.attribute_kind(o) == AttributeKind::Colour =>
+                {
+                    u32::MAX
                 }
                 _ if matches!(edit.kind, EditKind::SwapObjects | EditKind::SwapAttributes) => 0,
                 // See `plausible_object`: a new person's attributes by lemma only.
@@ -1225,6 +1240,7 @@ fn attribute_is_free(
     lex: &crate::text::parse::Lexicon,
     caption: &str,
     attribute: &crate::text::parse::Attribute,
+    object_name: &str,
     category: Option<&str>,
 ) -> bool {
     let value = attribute.value.as_str();
@@ -1238,13 +1254,20 @@ fn attribute_is_free(
             return false;
         }
     }
-    if attribute.kind == AttributeKind::Colour
-        && FOOD_COLOURS.contains(&value)
-        && matches!(category, Some("food" | "plant") | None)
-    {
+    if attribute.kind == AttributeKind::Colour && names_the_fruit(value, object_name, category) {
         return false;
     }
     true
+}
+
+/// Pieces a fruit is cut into: WordNet files "wedge" as a tool.
+const FRUIT_PIECES: &[&str] = &["wedge", "slice", "peel", "segment", "half", "rind", "zest", "juice"];
+
+/// Whether colour word `value` before `object_name` (of `category`) names a food or a
+/// plant instead: "an orange slice", "orange wedges", "a lime".
+fn names_the_fruit(value: &str, object_name: &str, category: Option<&str>) -> bool {
+    FOOD_COLOURS.contains(&value)
+        && (matches!(category, Some("food" | "plant") | None) || FRUIT_PIECES.contains(&object_name))
 }
 
 /// Fills the vocabulary from one parsed caption.
@@ -1598,11 +1621,24 @@ fn swapped_triples(graph: &SceneGraph, a: &str, b: &str) -> BTreeSet<[String; 3]
 /// Exchanges same-kind attributes of two different objects ("a black dog and a white cat"
 /// -> "a white dog and a black cat").
 fn swap_attributes(
-    wordnet: &crate::text::wordnet::WordNet,
+    lex: &crate::text::parse::Lexicon,
+    category: &dyn Fn(&str) -> Option<&'static str>,
     caption: &str,
     graph: &SceneGraph,
     rng: &mut ChaCha8Rng,
 ) -> Vec<Edit> {
+    let wordnet = lex.wordnet();
+    // A value moves alone: not the fruit of "an orange wedge", not half of "lime green"
+    // or of "neon purple", whose shade would stay behind ("neon brown").
+    let movable = |a: &crate::text::parse::Attribute| {
+        let word_before = caption[..a.span.start].split_whitespace().next_back();
+        let word_after = next_word(caption, a.span.end).map(|r| caption[r].to_lowercase());
+        let object = &graph.objects[a.object].name;
+        let fruit = names_the_fruit(&a.value, object, category(object));
+        let shaded = word_before.is_some_and(|w| lex.is_colour_shade(&w.to_lowercase()));
+        let shade_of_next = a.kind == AttributeKind::Colour && word_after.is_some_and(|w| lex.is_colour(&w));
+        !(fruit || shaded || shade_of_next)
+    };
     let mut pairs = Vec::new();
     for (i, a) in graph.attributes.iter().enumerate() {
         for (j, b) in graph.attributes.iter().enumerate().skip(i + 1) {
@@ -1621,6 +1657,8 @@ fn swap_attributes(
                 // something the parse missed, would end up beside itself.
                 && said_once(caption, &a.value)
                 && said_once(caption, &b.value)
+                && movable(a)
+                && movable(b)
             {
                 pairs.push((i, j));
             }
@@ -2288,7 +2326,7 @@ mod tests {
             negatives(&corpus, EditKind::SwapAttributes),
             ["an orange apple and a red ball"]
         );
-        // Made things may take any colour their kind is seen in; a value said twice,
+        // Made things may take any colour; a value said twice,
         // once of something the parse misses, is left alone.
         let corpus = [
             "a red truck next to a white shirt",
@@ -2325,6 +2363,26 @@ mod tests {
             negatives_with(&captions, config),
             ["Man wearing a pink shirt and a blue tie"]
         );
+    }
+
+    /// A made thing may be any colour, though no caption gives a desk that colour; hills,
+    /// cows and trees take nature's. A colour moves alone: never the shade before it
+    /// ("neon purple" -> "neon brown"), nor the fruit of "orange wedges".
+    #[test]
+    fn swap_attributes_lets_made_things_trade_any_colour() {
+        let swap = |captions: &[&str]| negatives(captions, EditKind::SwapAttributes);
+        assert_eq!(
+            swap(&["A white desk has a silver laptop on it", "a desk in an office", "a laptop on a bed"]),
+            ["A silver desk has a white laptop on it"]
+        );
+        for caption in [
+            "a red train by a green hill",
+            "a brown cow under a green tree",
+            "The neon purple toilet is in a bathroom with brown tile",
+            "Several orange wedges sit on a white plate",
+        ] {
+            assert!(swap(&[caption, "a green train", "a purple bathroom"]).is_empty(), "{caption}");
+        }
     }
 
     /// Attribute replacements take the candidate closest to the caption's score on

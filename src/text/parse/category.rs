@@ -93,6 +93,9 @@ const SENSE_OVERRIDES: &[(&str, Option<&str>)] = &[
     ("snow", None),
     ("water", None),
     ("grass", Some("plant")),
+    // The synthetic set's shapes (a gem and a celestial body come first in WordNet).
+    ("diamond", Some("shape")),
+    ("star", Some("shape")),
 ];
 
 /// How many senses deep a later sense may decide.
@@ -350,6 +353,8 @@ mod tests {
             ("sand", None),
             ("banana", Some("food")),
             ("tree", Some("plant")),
+            ("diamond", Some("shape")),
+            ("circle", Some("shape")),
         ] {
             assert_eq!(object_category(lex, word), want, "{word}");
         }
