@@ -15,7 +15,7 @@ use cli::{corpus, inspect, parse, pipeline, train};
     long_about = "Turn image-caption data into training samples for cross-modal contrastive learning \
 (UNIMO, Li et al. 2021).\n\nA pipeline (TOML, see pipelines/) names the inputs and an ordered list of \
 stages; `cmcl augment` runs it and writes Arrow IPC shards plus manifest.json into the output folder. \
-Re-running resumes: shards whose checksum matches the manifest are kept."
+Re-running resumes: shards whose checksum matches the manifest, made by the same cmcl build, are kept."
 )]
 struct Cli {
     #[command(subcommand)]

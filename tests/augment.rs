@@ -84,6 +84,23 @@ fn same_bytes_whatever_the_thread_count_and_a_rerun_reuses_everything() {
         "{forced}"
     );
     assert_eq!(reference, shard_bytes(&one));
+
+    // Shards another build of cmcl wrote are made again: its stages may differ.
+    let manifest_path = one.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    assert_eq!(
+        manifest["build"].as_str().map(str::len),
+        Some(64),
+        "{manifest}"
+    );
+    manifest["build"] = "another build".into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let upgraded = stderr(&augment(&pipeline, &one, &[]));
+    assert!(
+        upgraded.contains(&format!("{} shard(s) written, 0 reused", reference.len())),
+        "{upgraded}"
+    );
 }
 
 #[test]

@@ -145,6 +145,24 @@ fn a_resumed_run_ends_with_the_same_weights_and_eval_prints_the_table() {
         "{}",
         stderr(&done)
     );
+    // A run trained on other shards (augment ran again since) starts over.
+    let state_path = out.join("train/whole/state.json");
+    let weights = read(out.join("train/whole/epoch-0002/model.safetensors"));
+    let mut state: serde_json::Value = serde_json::from_slice(&read(state_path.clone())).unwrap();
+    assert_eq!(
+        state["shards_sha256"].as_str().map(str::len),
+        Some(64),
+        "{state}"
+    );
+    state["shards_sha256"] = "other shards".into();
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let again = train(&pipeline, &out, &["--name", "whole"]);
+    assert!(
+        stderr(&again).contains("starting over"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(weights == read(out.join("train/whole/epoch-0002/model.safetensors")));
     let ablated = train(
         &pipeline,
         &out,

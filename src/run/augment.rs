@@ -258,6 +258,7 @@ fn fresh_manifest(pipeline: &Pipeline, corpus: &Corpus, report: &IngestReport) -
     Ok(Manifest {
         tool: "cmcl".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        build: crate::store::manifest::build_id(),
         schema_version: SCHEMA_VERSION.into(),
         pipeline: pipeline.name.clone(),
         config_hash: pipeline.content_hash(),

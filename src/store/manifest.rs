@@ -18,6 +18,11 @@ pub const FILE_NAME: &str = "manifest.json";
 pub struct Manifest {
     pub tool: String,
     pub version: String,
+    /// SHA-256 of the cmcl executable that wrote the shards ([`build_id`]). Shards of
+    /// another build are made again: its stages may make other samples from the same
+    /// inputs, and a resumed run must not mix the two.
+    #[serde(default)]
+    pub build: String,
     pub schema_version: String,
     pub pipeline: String,
     pub config_hash: String,
@@ -86,6 +91,7 @@ impl Manifest {
     /// Whether shards from `self` may be reused by a run described by `other`.
     pub fn same_plan(&self, other: &Manifest) -> bool {
         self.version == other.version
+            && self.build == other.build
             && self.schema_version == other.schema_version
             && self.config_hash == other.config_hash
             && self.inputs == other.inputs
@@ -118,6 +124,19 @@ impl ShardEntry {
 }
 
 /// Checksums an input file.
+/// SHA-256 of the running executable, read once per process; the crate version where
+/// the executable cannot be read.
+pub fn build_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| sha256_file(&exe).ok())
+            .unwrap_or_else(|| format!("cmcl {}", env!("CARGO_PKG_VERSION")))
+    })
+    .clone()
+}
+
 pub fn input_file(role: &str, path: &Path) -> Result<InputFile> {
     let bytes = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?

@@ -112,7 +112,27 @@ pub struct RunState {
     pub epochs_done: usize,
     pub steps: usize,
     pub config_sha256: String,
+    /// SHA-256 over the shard files' names and contents the run trained on
+    /// ([`shards_sha256`]): a run folder whose shards changed since (the pipeline, its
+    /// inputs or cmcl were changed and `augment` ran again) starts over.
+    #[serde(default)]
+    pub shards_sha256: String,
     pub checkpoint: String,
+}
+
+/// SHA-256 over each shard file's name and SHA-256, in order.
+fn shards_sha256(files: &[PathBuf]) -> Result<String> {
+    let mut hasher = Sha256::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(crate::core::fs::sha256_file(file)?.as_bytes());
+    }
+    Ok(crate::core::fs::hex(&hasher.finalize()))
 }
 
 /// What the text tower reads texts through.
@@ -371,7 +391,19 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let files = data::shard_files(&options.shards)?;
     let state_path = dir.join("state.json");
-    let resumable = !options.fresh && state_path.is_file();
+    let shards = shards_sha256(&files)?;
+    let trained_on_other_shards = std::fs::read(&state_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<RunState>(&bytes).ok())
+        .is_some_and(|state| state.shards_sha256 != shards);
+    if trained_on_other_shards && !options.fresh {
+        eprintln!(
+            "{}: trained on other shards than {} holds now; starting over",
+            dir.display(),
+            options.shards.display()
+        );
+    }
+    let resumable = !options.fresh && !trained_on_other_shards && state_path.is_file();
     let (trainer, run, mut optimizer, mut state) = if resumable {
         let (trainer, run, state) = Trainer::load(dir)?;
         if state.config_sha256 != config.sha256() {
@@ -444,6 +476,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<Epoc
             epochs_done: 0,
             steps: 0,
             config_sha256: config.sha256(),
+            shards_sha256: shards,
             checkpoint: String::new(),
         };
         (trainer, run, optimizer, state)
