@@ -744,11 +744,11 @@ impl SceneGraphStage {
         n
     }
 
-    /// Whether `x` is named beside every other object of the caption (all but `replaced`
-    /// and scene positions or quantities) in some corpus text: a bathroom's tub and toilet keep a
-    /// kitchen out, though its sink and counter would let it in. A person of another sex
-    /// or age (`person_swap`) goes where the replaced one went; only what people wear or
-    /// have on their bodies must be named beside the new word.
+    /// Whether `x` is named beside every other object of the caption (all but `replaced`,
+    /// scene positions and quantities) in some corpus text: a bathroom's tub and toilet
+    /// keep a kitchen out, though its sink and counter would let it in. A person of
+    /// another sex or age (`person_swap`) goes where the replaced one went; only what
+    /// people wear or have on their bodies must be named beside the new word.
     fn among_companions(&self, graph: &SceneGraph, x: &str, replaced: &str, person_swap: bool) -> bool {
         let others: Vec<&str> = graph
             .objects
