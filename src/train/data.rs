@@ -18,24 +18,57 @@ use crate::core::record::Pair;
 use crate::core::sample::Augmented;
 use crate::embed::image::{ImageEmbedder, ImageRef};
 
+/// The shards of a run folder, and the SHA-256 its manifest records of each.
+pub struct ShardList {
+    pub files: Vec<PathBuf>,
+    /// Per file, in order; none without a manifest.
+    recorded: Option<Vec<String>>,
+}
+
+impl ShardList {
+    /// SHA-256 over each shard's file name and SHA-256 (the manifest's, which `augment`
+    /// checked when it wrote the file; computed from the file without a manifest).
+    pub fn sha256(&self) -> Result<String> {
+        let mut hasher = Sha256::new();
+        for (i, file) in self.files.iter().enumerate() {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let sha = match &self.recorded {
+                Some(recorded) => recorded[i].clone(),
+                None => crate::core::fs::sha256_file(file)?,
+            };
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(sha.as_bytes());
+        }
+        Ok(crate::core::fs::hex(&hasher.finalize()))
+    }
+}
+
 /// The shards of a run folder, in manifest order (any `*.arrow` files, sorted, when
 /// there is no manifest).
-pub fn shard_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn shard_files(run_dir: &Path) -> Result<ShardList> {
     let manifest = run_dir.join("manifest.json");
-    let files: Vec<PathBuf> = match std::fs::read(&manifest) {
+    let (files, recorded): (Vec<PathBuf>, Option<Vec<String>>) = match std::fs::read(&manifest) {
         Ok(bytes) => {
             let m: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| Error::Manifest {
                     path: manifest.clone(),
                     message: e.to_string(),
                 })?;
-            m["shards"]
+            let entries: Vec<(PathBuf, String)> = m["shards"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|s| s["file"].as_str())
-                .map(|f| run_dir.join(f))
-                .collect()
+                .filter_map(|s| {
+                    let sha = s["sha256"].as_str().unwrap_or_default().to_string();
+                    Some((run_dir.join(s["file"].as_str()?), sha))
+                })
+                .collect();
+            let (files, shas) = entries.into_iter().unzip();
+            (files, Some(shas))
         }
         Err(_) => {
             let entries = std::fs::read_dir(run_dir).map_err(|e| Error::io(run_dir, e))?;
@@ -44,7 +77,7 @@ pub fn shard_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
                 .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
                 .collect();
             files.sort();
-            files
+            (files, None)
         }
     };
     if files.is_empty() {
@@ -54,7 +87,7 @@ pub fn shard_files(run_dir: &Path) -> Result<Vec<PathBuf>> {
             message: "no shards here: run `cmcl augment` first".into(),
         });
     }
-    Ok(files)
+    Ok(ShardList { files, recorded })
 }
 
 /// Whether an image is held out: a hash of the seed and its id, so the split never

@@ -112,27 +112,12 @@ pub struct RunState {
     pub epochs_done: usize,
     pub steps: usize,
     pub config_sha256: String,
-    /// SHA-256 over the shard files' names and contents the run trained on
-    /// ([`shards_sha256`]): a run folder whose shards changed since (the pipeline, its
+    /// SHA-256 over the names and SHA-256s of the shards the run trained on
+    /// ([`data::ShardList::sha256`]): a run folder whose shards changed since (the pipeline, its
     /// inputs or cmcl were changed and `augment` ran again) starts over.
     #[serde(default)]
     pub shards_sha256: String,
     pub checkpoint: String,
-}
-
-/// SHA-256 over each shard file's name and SHA-256, in order.
-fn shards_sha256(files: &[PathBuf]) -> Result<String> {
-    let mut hasher = Sha256::new();
-    for file in files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        hasher.update(name.as_bytes());
-        hasher.update([0]);
-        hasher.update(crate::core::fs::sha256_file(file)?.as_bytes());
-    }
-    Ok(crate::core::fs::hex(&hasher.finalize()))
 }
 
 /// What the text tower reads texts through.
@@ -389,9 +374,10 @@ pub struct EpochMetrics {
 pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<Option<EpochMetrics>> {
     let dir = &options.run_dir;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let files = data::shard_files(&options.shards)?;
+    let shard_list = data::shard_files(&options.shards)?;
+    let shards = shard_list.sha256()?;
+    let files = shard_list.files;
     let state_path = dir.join("state.json");
-    let shards = shards_sha256(&files)?;
     let trained_on_other_shards = std::fs::read(&state_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<RunState>(&bytes).ok())
@@ -679,7 +665,7 @@ pub fn compare(train_dir: &Path, names: &[String], split: data::Split) -> Result
         names.sort();
     }
     let shards = train_dir.parent().unwrap_or(Path::new("."));
-    let files = data::shard_files(shards)?;
+    let files = data::shard_files(shards)?.files;
     let mut runs = Vec::new();
     for name in names {
         let (trainer, _, state) = Trainer::load(&train_dir.join(&name))?;

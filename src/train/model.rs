@@ -525,7 +525,7 @@ impl AttentionPool {
             .contiguous()?;
         let query = self.query.reshape((1, self.heads, head, 1))?;
         let scores = (keys.broadcast_matmul(&query)?.squeeze(3)? / (head as f64).sqrt())?;
-        let bias = ((mask - 1.0)? * 1e9)?.unsqueeze(1)?;
+        let bias = pad_bias(mask)?.squeeze(1)?;
         let weights = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
         let values = x.reshape((n, len, self.heads, head))?.transpose(1, 2)?;
         weights

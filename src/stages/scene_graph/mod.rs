@@ -1171,15 +1171,15 @@ impl SceneGraphStage {
             // things are another matter: a white truck and a red shirt may trade colours,
             // as may a yellow notebook and a black desk, though no caption has a yellow
             // desk (a blind audit read these as valid).
-            let made_thing = match category(s) {
+            let made_thing = || match category(s) {
                 Some(cs) => !NATURAL_CATEGORIES.contains(&cs),
                 None => lex.wordnet().lexnames(s, Pos::Noun).first() == Some(&"noun.artifact"),
             };
             let by_category = match (category(s), p.as_str()) {
                 (_, "is")
                     if edit.kind == EditKind::SwapAttributes
-                        && made_thing
-                        && lex.attribute_kind(o) == AttributeKind::Colour =>
+                        && lex.attribute_kind(o) == AttributeKind::Colour
+                        && made_thing() =>
                 {
                     u32::MAX
                 }
